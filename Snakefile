@@ -1,0 +1,23 @@
+# genegraph: single-cell datasets -> QC -> gene graphs -> MuSe-GNN gene embeddings.
+# `snakemake -c 2` runs the stages listed in config `stages` for every enabled row of the dataset sheet.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/download.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/qc.smk"
+
+
+rule all:
+    input:
+        final_targets(),
+    default_target: True

@@ -1,0 +1,68 @@
+# Cell and gene QC per dataset, and a summary over all datasets.
+
+
+rule qc:
+    input:
+        "results/{dataset}/dataset.h5ad",
+    output:
+        h5ad="results/{dataset}/qc/adata.h5ad",
+        metrics=report(
+            "results/{dataset}/qc/metrics.tsv",
+            caption="../report/qc_metrics.rst",
+            category="Quality control",
+            subcategory="{dataset}",
+        ),
+        figure=report(
+            "results/{dataset}/qc/qc.png",
+            caption="../report/qc_figure.rst",
+            category="Quality control",
+            subcategory="{dataset}",
+        ),
+    params:
+        min_genes=qc_param("min_genes"),
+        min_cells=qc_param("min_cells"),
+        max_genes=qc_param("max_genes"),
+        max_pct_mt=qc_param("max_pct_mt"),
+        mad_outliers=qc_param("mad_outliers"),
+        mt_prefix=config["qc"]["mt_prefix"],
+    log:
+        "logs/qc/{dataset}.log",
+    benchmark:
+        "benchmarks/qc/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_by_input(2000, 20),
+        runtime=runtime_min(30),
+    conda:
+        "../../envs/qc.yaml"
+    message:
+        "QC of dataset {wildcards.dataset}"
+    script:
+        "../scripts/qc.py"
+
+
+rule qc_summary:
+    input:
+        expand("results/{dataset}/qc/metrics.tsv", dataset=DATASETS),
+    output:
+        report(
+            "results/qc_summary.tsv",
+            caption="../report/qc_summary.rst",
+            category="Quality control",
+        ),
+    params:
+        datasets=DATASETS,
+        annotation={d: SHEET.loc[d, ["modality", "tissue", "species"]].to_dict() for d in DATASETS},
+    log:
+        "logs/qc_summary.log",
+    benchmark:
+        "benchmarks/qc_summary.tsv"
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 1000 * attempt,
+        runtime=runtime_min(10),
+    conda:
+        "../../envs/qc.yaml"
+    script:
+        "../scripts/qc_summary.py"

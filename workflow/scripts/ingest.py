@@ -1,0 +1,45 @@
+"""Rule ingest: read a downloaded source into the canonical dataset AnnData."""
+
+import json
+from pathlib import Path
+
+from genegraph.dataset import build_canonical, read_metadata
+from genegraph.genes import load_gene_table
+from genegraph.io import write_h5ad
+from genegraph.logs import rule_context
+from genegraph.readers import read_counts
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+p = smk.params
+with rule_context(smk.log[0], smk.wildcards.dataset) as log:
+    manifest = json.loads((Path(smk.input.source) / "download.json").read_text())
+    raw = read_counts(
+        Path(manifest["source"]["path"]),
+        p.format,
+        orientation=p.orientation,
+        matrix_key=p.matrix_key,
+        spatial_key=p.spatial_key,
+        protein_key=p.protein_key,
+    )
+    meta = manifest.get("metadata")
+    adata = build_canonical(
+        raw,
+        dataset=smk.wildcards.dataset,
+        modality=p.modality,
+        gene_id=p.gene_id,
+        gene_table=load_gene_table(smk.input.gene_table),
+        gene_prefix=p.gene_prefix,
+        metadata=read_metadata(Path(meta["path"])) if meta else None,
+        metadata_name=Path(meta["path"]).name if meta else "metadata",
+        subset=p.subset,
+        batch_key=p.batch_key,
+        celltype_key=p.celltype_key,
+        provenance={
+            "tissue": p.tissue,
+            "species": p.species,
+            "format": p.format,
+            "source": manifest["source"]["origin"],
+            "sha256": manifest["source"]["sha256"],
+        },
+    )
+    write_h5ad(adata, smk.output[0])

@@ -1,0 +1,26 @@
+"""Rule qc: filter cells and genes of one dataset; write the QC'd AnnData, the step table and the figure."""
+
+import anndata as ad
+
+from genegraph.io import save_figure, write_h5ad, write_tsv
+from genegraph.logs import rule_context
+from genegraph.qc import QCParams, plot_qc, run_qc
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+p = smk.params
+dataset = smk.wildcards.dataset
+with rule_context(smk.log[0], dataset) as log:
+    params = QCParams(
+        min_genes=p.min_genes,
+        min_cells=p.min_cells,
+        mt_prefix=p.mt_prefix,
+        max_genes=p.max_genes,
+        max_pct_mt=p.max_pct_mt,
+        mad_outliers=p.mad_outliers,
+    )
+    adata = ad.read_h5ad(smk.input[0])
+    log.info("read %s: %d cells x %d genes; %s", smk.input[0], adata.n_obs, adata.n_vars, params)
+    qcd, steps, metrics = run_qc(adata, params)
+    save_figure(plot_qc(metrics, params, title=dataset), smk.output.figure)
+    write_tsv(steps.assign(dataset=dataset), smk.output.metrics)
+    write_h5ad(qcd, smk.output.h5ad)
