@@ -34,10 +34,6 @@ if not DATASETS:
     raise WorkflowError(f"the dataset sheet {config['datasets']} has no enabled row")
 
 
-wildcard_constraints:
-    dataset="|".join(DATASETS),
-
-
 def ds(column):
     """Params function: the sheet value of ``column`` for the job's dataset (None when unset)."""
     return lambda wc: SHEET.at[wc.dataset, column]
@@ -68,7 +64,7 @@ def runtime_min(minutes):
 
 
 def final_targets():
-    """What rule ``all`` builds: the outputs of every enabled stage for every enabled dataset."""
+    """Targets of the default target: the outputs of every enabled stage for every enabled dataset."""
     targets = []
     if "qc" in config["stages"]:
         targets += expand("results/{dataset}/qc/adata.h5ad", dataset=DATASETS)

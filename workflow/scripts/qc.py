@@ -2,7 +2,8 @@
 
 import anndata as ad
 
-from genegraph.io import save_figure, write_h5ad, write_tsv
+from genegraph.io import write_h5ad, write_tsv
+from genegraph.plots import save_figure
 from genegraph.logs import rule_context
 from genegraph.qc import QCParams, plot_qc, run_qc
 

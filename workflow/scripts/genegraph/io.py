@@ -9,10 +9,11 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anndata as ad
-import pandas as pd
+if TYPE_CHECKING:  # only for annotations: the download env has neither anndata nor pandas
+    import anndata as ad
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,3 @@ def write_tsv(table: pd.DataFrame, path: str | Path, index: bool = False) -> Non
 def write_json(obj: Any, path: str | Path) -> None:
     """Write JSON (sorted keys, indented) atomically."""
     _write(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"))
-
-
-def save_figure(fig, path: str | Path, dpi: int = 110) -> None:
-    """Save a matplotlib figure atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    fmt = Path(path).suffix.lstrip(".") or "png"
-    _write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt))
-    plt.close(fig)

@@ -132,10 +132,7 @@ def _hint(name: str, metrics: pd.DataFrame) -> str:
 def plot_qc(metrics: pd.DataFrame, params: QCParams, title: str):
     """Histograms of depth, genes per cell and % mitochondrial counts with the thresholds, and a
     depth-vs-genes scatter; removed cells in grey. Returns a matplotlib Figure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import plt
 
     kept = metrics["kept"].to_numpy()
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))

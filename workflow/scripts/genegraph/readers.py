@@ -8,7 +8,8 @@ provenance happen afterwards, in :mod:`genegraph.dataset`.
 Formats (``format`` column of the sheet):
 
 ``h5ad``     AnnData file. ``matrix_key``: a layer name, ``raw`` (``adata.raw.X``) or empty for ``X``.
-             ``spatial_key``: the obsm key of the coordinates. ``protein_key``: an obsm key of protein counts.
+             ``spatial_key``: the obsm key of the coordinates (default ``spatial``). ``protein_key``: an obsm
+             key of protein counts (default ``protein_expression``; names from ``uns['protein_names']``).
 ``10x_h5``   Cell Ranger HDF5 (v3 ``matrix`` group; v2 per-genome groups also read), optionally gzipped; or a
              folder holding ``filtered_feature_bc_matrix.h5`` (Space Ranger layout). Antibody Capture features
              become protein counts. ``spatial_key``: path of the positions file inside the folder (default: the
@@ -21,7 +22,8 @@ Formats (``format`` column of the sheet):
 ``rdata``    R data (``.rda``/``.RData``/``.rds``) read without R: ``matrix_key`` is the object path
              (``obj`` or ``obj$element``) of a dgCMatrix or dense matrix, genes x cells unless
              ``orientation`` says otherwise; ``spatial_key`` the path of a data frame whose first two numeric
-             columns are coordinates (its other columns become cell metadata).
+             columns are coordinates (its other columns become cell metadata); ``protein_key`` the path of
+             an antibody-count matrix over the same cells.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def read_counts(
                                coords_from_names=spatial_key == "names")
         else:
             adata = read_rdata(path, matrix_key=matrix_key, orientation=orientation or "genes_by_cells",
-                               spatial_key=spatial_key)
+                               spatial_key=spatial_key, protein_key=protein_key)
     except (OSError, ValueError, KeyError, IndexError) as err:
         if isinstance(err, DataError):
             raise
@@ -339,13 +341,22 @@ def _r_matrix(obj) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
     raise DataError(f"R object of type {type(obj).__name__} is not a dgCMatrix or a named matrix")
 
 
-def read_rdata(path: Path, *, matrix_key: str | None, orientation: str, spatial_key: str | None) -> ad.AnnData:
+def read_rdata(
+    path: Path, *, matrix_key: str | None, orientation: str, spatial_key: str | None, protein_key: str | None = None
+) -> ad.AnnData:
     objects = _r_objects(path)
     x, rows, cols = _r_matrix(_r_lookup(objects, matrix_key, "matrix_key"))
     if orientation == "genes_by_cells":
         x, rows, cols = sp.csr_matrix(x.T), cols, rows
     adata = ad.AnnData(X=x, obs=pd.DataFrame(index=pd.Index(rows.astype(str))),
                        var=pd.DataFrame(index=pd.Index(cols.astype(str))))
+    if protein_key:  # a features x cells (or cells x features, by orientation) matrix of antibody counts
+        px, prows, pcols = _r_matrix(_r_lookup(objects, protein_key, "protein_key"))
+        if orientation == "genes_by_cells":
+            px, prows, pcols = sp.csr_matrix(px.T), pcols, prows
+        if list(prows.astype(str)) != list(adata.obs_names):
+            raise DataError(f"R object '{protein_key}' does not list the same cells as '{matrix_key}'")
+        adata.obsm["protein"] = pd.DataFrame(px.toarray(), index=adata.obs_names, columns=pcols.astype(str))
     if spatial_key:
         frame = _r_lookup(objects, spatial_key, "spatial_key")
         if not isinstance(frame, pd.DataFrame):

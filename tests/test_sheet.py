@@ -1,0 +1,64 @@
+"""Dataset-sheet validation: every error names the line, the dataset and the column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from genegraph.errors import DataError
+from genegraph.sheet import load_schema, load_sheet
+
+SCHEMA = load_schema(Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "datasets.schema.yaml")
+HEADER = "dataset\tmodality\ttissue\tspecies\tsource\tsha256\tformat\tgene_id"
+SHA = "a" * 64
+
+
+def sheet(tmp_path, *rows, header=HEADER) -> Path:
+    path = tmp_path / "datasets.tsv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def test_valid_sheet_is_typed_with_defaults(tmp_path):
+    path = sheet(tmp_path, f"d1\tscrna\tblood\thuman\thttps://x.org/a.h5ad\t{SHA.upper()}\th5ad\tsymbol",
+                 header=HEADER + "\tmin_genes\tenabled")
+    path.write_text(path.read_text().rstrip("\n") + "\t150\tno\n")
+    table = load_sheet(path, SCHEMA)
+    row = table.loc["d1"]
+    assert row["min_genes"] == 150 and isinstance(row["min_genes"], int)
+    assert row["enabled"] is False and row["sha256"] == SHA and row["orientation"] is None
+
+
+@pytest.mark.parametrize("row,message", [
+    (f"d1\tproteomics\tblood\thuman\ta.h5ad\t{SHA}\th5ad\tsymbol",
+     "line 2 (dataset 'd1'), column 'modality': 'proteomics' is not one of"),
+    (f"d1\tscrna\tblood\thuman\ta.h5ad\tabc123\th5ad\tsymbol", "column 'sha256': 'abc123' does not match"),
+    (f"d-1\tscrna\tblood\thuman\ta.h5ad\t\th5ad\tsymbol", "column 'dataset': 'd-1' does not match"),
+    (f"d1\tscrna\tblood\thuman\ta.csv\t\tcsv\tsymbol", "column 'orientation': is empty (required for format csv)"),
+    (f"d1\tscrna\t\thuman\ta.h5ad\t\th5ad\tsymbol", "column 'tissue': is empty"),
+    (f"d1\tscrna\tblood\thuman\tftp://x/a.h5ad\t\th5ad\tsymbol", "column 'source': 'ftp://x/a.h5ad' does not match"),
+])
+def test_bad_values_name_row_and_column(tmp_path, row, message):
+    with pytest.raises(DataError) as err:
+        load_sheet(sheet(tmp_path, row), SCHEMA)
+    assert message in str(err.value)
+
+
+def test_duplicate_ids(tmp_path):
+    row = f"d1\tscrna\tblood\thuman\ta.h5ad\t\th5ad\tsymbol"
+    with pytest.raises(DataError, match="lines 2, 3, column 'dataset': duplicate dataset id 'd1'"):
+        load_sheet(sheet(tmp_path, row, row), SCHEMA)
+
+
+def test_missing_and_unknown_columns(tmp_path):
+    header = HEADER.replace("\tformat", "") + "\tcelltype"
+    with pytest.raises(DataError) as err:
+        load_sheet(sheet(tmp_path, "d1\tscrna\tblood\thuman\ta.h5ad\t\tsymbol\tx", header=header), SCHEMA)
+    assert "missing column 'format'" in str(err.value) and "unknown column 'celltype'" in str(err.value)
+
+
+def test_non_numeric_override(tmp_path):
+    path = sheet(tmp_path, f"d1\tscrna\tblood\thuman\ta.h5ad\t\th5ad\tsymbol\tmany", header=HEADER + "\tmin_genes")
+    with pytest.raises(DataError, match="column 'min_genes': 'many' is not of type 'integer', 'null'"):
+        load_sheet(path, SCHEMA)

@@ -1,0 +1,224 @@
+"""Workflow tests: real `snakemake` runs on a copy of the repository in a temporary folder.
+
+Lint, dry-run, the full default demo, idempotence, a new sheet row, changed QC parameters, an invalid
+sheet, and SLURM submission through the real executor plugin with fake sbatch/sacct on PATH.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.workflow
+
+REPO = Path(__file__).resolve().parents[1]
+FAKE_SLURM = Path(__file__).resolve().parent / "fake_slurm"
+PARTS = ["Snakefile", "workflow", "config", "envs", "resources", "profiles"]
+IGNORE = shutil.ignore_patterns("__pycache__", "downloads", "checksums.lock.tsv*", ".snakemake")
+
+
+def copy_repo(dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for part in PARTS:
+        src = REPO / part
+        if src.is_dir():
+            shutil.copytree(src, dst / part, ignore=IGNORE)
+        else:
+            shutil.copy2(src, dst / part)
+    return dst
+
+
+def smk(workdir: Path, *args: str, env: dict | None = None, check: bool = True, timeout: int = 900) -> str:
+    """Run snakemake in ``workdir``; return stdout + stderr (Snakemake 9 logs to stdout)."""
+    proc = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
+    out = proc.stdout + proc.stderr
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed ({proc.returncode}):\n{out[-6000:]}")
+    return out
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a run or dry-run as {rule: count}."""
+    table = output.split("Job stats:")[1].split("total")[0]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+def scheduled_datasets(output: str) -> set[str]:
+    """Datasets named by the scheduled jobs' messages ("Job 3: QC of dataset x")."""
+    return set(re.findall(r"^Job \d+: .*?dataset (\w+)", output, re.M))
+
+
+def sheet(workdir: Path) -> pd.DataFrame:
+    return pd.read_csv(workdir / "config" / "datasets.tsv", sep="\t", dtype=str, keep_default_na=False)
+
+
+def write_sheet(workdir: Path, table: pd.DataFrame) -> None:
+    table.to_csv(workdir / "config" / "datasets.tsv", sep="\t", index=False)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """A repository copy on which the default run (`snakemake -c 2`) has completed."""
+    workdir = copy_repo(tmp_path_factory.mktemp("demo"))
+    smk(workdir, "-c", "2")
+    return workdir
+
+
+def test_lint_is_clean(tmp_path):
+    out = smk(copy_repo(tmp_path), "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in out
+
+
+def test_dry_run_lists_every_stage(tmp_path):
+    out = smk(copy_repo(tmp_path), "-n", "-c", "2")
+    n = len(sheet(tmp_path))
+    assert job_counts(out) == {"download_dataset": n, "ingest": n, "qc": n, "qc_summary": 1, "all": 1}
+
+
+def test_full_run_writes_qc_outputs_for_every_dataset(demo):
+    datasets = sheet(demo)["dataset"].tolist()
+    assert len(datasets) == 4
+    for d in datasets:
+        qc = demo / "results" / d / "qc"
+        assert (qc / "qc.png").stat().st_size > 10_000
+        steps = pd.read_csv(qc / "metrics.tsv", sep="\t")
+        assert steps["step"].iloc[0] == "input" and (steps["cells"].diff().dropna() <= 0).all()
+        adata = ad.read_h5ad(qc / "adata.h5ad")
+        assert adata.n_obs == steps["cells"].iloc[-1] and adata.n_vars == steps["genes"].iloc[-1]
+        assert {"depth_all", "depth_qc", "pct_mt"} <= set(adata.obs.columns)
+        assert not adata.var_names.str.upper().str.startswith("MT-").any()
+        assert (demo / "logs" / "qc" / f"{d}.log").exists() and (demo / "benchmarks" / "qc" / f"{d}.tsv").exists()
+        manifest = json.loads((demo / "resources" / "downloads" / d / "download.json").read_text())
+        assert len(manifest["source"]["sha256"]) == 64
+    summary = pd.read_csv(demo / "results" / "qc_summary.tsv", sep="\t")
+    assert summary["dataset"].tolist() == datasets
+    spatial = ad.read_h5ad(demo / "results" / "visium_brain" / "qc" / "adata.h5ad")
+    assert spatial.obsm["spatial"].shape == (spatial.n_obs, 2)
+    cite = ad.read_h5ad(demo / "results" / "pbmc5k_cite" / "qc" / "adata.h5ad")
+    assert cite.obsm["protein"].shape[0] == cite.n_obs
+
+
+def test_second_run_has_nothing_to_do(demo):
+    assert "Nothing to be done" in smk(demo, "-n", "-c", "2")
+
+
+def test_new_row_schedules_only_the_new_dataset(demo):
+    table = sheet(demo)
+    try:
+        extra = table.iloc[[0]].assign(dataset="pbmc5k_again")
+        write_sheet(demo, pd.concat([table, extra]))
+        out = smk(demo, "-n", "-c", "2")
+        assert job_counts(out) == {"download_dataset": 1, "ingest": 1, "qc": 1, "qc_summary": 1, "all": 1}
+        assert scheduled_datasets(out) == {"pbmc5k_again"}
+    finally:
+        write_sheet(demo, table)
+
+
+def test_changed_qc_override_reruns_only_that_dataset(demo):
+    table = sheet(demo)
+    try:
+        changed = table.copy()
+        changed.loc[changed["dataset"] == "visium_brain", "min_genes"] = "12"
+        write_sheet(demo, changed)
+        out = smk(demo, "-n", "-c", "2")
+        assert job_counts(out) == {"qc": 1, "qc_summary": 1, "all": 1}
+        assert "Params have changed since last execution" in out
+        assert scheduled_datasets(out) == {"visium_brain"}
+    finally:
+        write_sheet(demo, table)
+    assert "Nothing to be done" in smk(demo, "-n", "-c", "2")
+
+
+def test_changed_config_default_reruns_qc_only(demo, tmp_path):
+    (tmp_path / "override.yaml").write_text("qc:\n  min_cells: 5\n")
+    out = smk(demo, "-n", "-c", "2", "--configfile", str(tmp_path / "override.yaml"))
+    table = sheet(demo)
+    own = set(table.loc[table["min_cells"] != "", "dataset"])  # rows with their own min_cells keep it
+    assert own == {"visium_brain"}
+    assert job_counts(out) == {"qc": len(table) - len(own), "qc_summary": 1, "all": 1}
+    assert scheduled_datasets(out) == set(table["dataset"]) - own
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda t: t.assign(modality=["scrna", "proteomics", "scrna", "spatial"]),
+     "datasets.tsv line 3 (dataset 'pbmc10k_cite'), column 'modality': 'proteomics' is not one of"),
+    (lambda t: t.assign(dataset=["a", "b", "a", "c"]), "lines 2, 4, column 'dataset': duplicate dataset id 'a'"),
+    (lambda t: t.assign(sha256=["xyz"] + list(t["sha256"][1:])), "column 'sha256': 'xyz' does not match"),
+    (lambda t: t.drop(columns=["format"]), "missing column 'format'"),
+    (lambda t: t.assign(species=["human", "human", "zebrafish", "mouse"]),
+     "dataset 'immune_sample', column 'species': 'zebrafish' is not in the config's species table"),
+])
+def test_invalid_sheet_stops_at_parse_time(tmp_path, edit, message):
+    workdir = copy_repo(tmp_path)
+    write_sheet(workdir, edit(sheet(workdir)))
+    out = smk(workdir, "-n", "-c", "2", check=False)
+    assert message in out
+    assert "Job stats" not in out
+
+
+def test_invalid_config_rejected(tmp_path):
+    workdir = copy_repo(tmp_path)
+    (workdir / "bad.yaml").write_text("qc:\n  min_genes: 0\n")
+    out = smk(workdir, "-n", "--configfile", "bad.yaml", check=False)
+    assert "ValidationError" in out and "min_genes" in out
+
+
+def test_bad_input_fails_with_the_dataset_named(tmp_path):
+    workdir = copy_repo(tmp_path)
+    table = sheet(workdir)
+    write_sheet(workdir, table.assign(sha256=["0" * 64] + list(table["sha256"][1:])))
+    out = smk(workdir, "-c", "1", "results/pbmc5k_cite/qc/adata.h5ad", check=False)
+    assert "dataset 'pbmc5k_cite': sha256 mismatch" in out
+    assert not (workdir / "resources" / "downloads" / "pbmc5k_cite").exists()
+
+
+def slurm_profile(workdir: Path) -> Path:
+    """The shipped profile with its placeholders filled in and without conda (absent here)."""
+    text = (REPO / "profiles" / "slurm" / "config.v8+.yaml").read_text()
+    assert "cpus_per_task" not in text.split("default-resources:")[1].split("set-resources:")[0]
+    text = (text.replace("CHANGE_ME_cpu_partition", "cpu").replace("CHANGE_ME_account", "mylab")
+            .replace("CHANGE_ME_gpu_partition", "gpu"))
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("software-deployment-method"))
+    prof = workdir / "prof"
+    prof.mkdir()
+    (prof / "config.v8+.yaml").write_text(text)
+    return prof
+
+
+def test_slurm_submission_with_fake_sbatch(tmp_path):
+    workdir = copy_repo(tmp_path / "repo")
+    prof = slurm_profile(workdir)
+    state = tmp_path / "slurm"
+    env = {"PATH": f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_STATE": str(state),
+           "FAKE_SLURM_FAIL_FIRST": "rule_qc_wildcards_visium_brain"}
+    out = smk(workdir, "--workflow-profile", str(prof), "--slurm-init-seconds-before-status-checks", "1",
+              "results/visium_brain/qc/adata.h5ad", "results/pbmc5k_cite/qc/adata.h5ad", env=env)
+    assert (workdir / "results" / "visium_brain" / "qc" / "adata.h5ad").exists()
+    calls = [json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines()]
+    sbatch = [c for c in calls if c[0] == "sbatch"]
+    comments = [c[c.index("--comment") + 1] for c in sbatch]
+    # downloads are local rules: never submitted
+    assert not any("download" in c for c in comments)
+    assert sorted(set(comments)) == ["rule_ingest_wildcards_pbmc5k_cite", "rule_ingest_wildcards_visium_brain",
+                                     "rule_qc_wildcards_pbmc5k_cite", "rule_qc_wildcards_visium_brain"]
+    for call in sbatch:
+        line = " ".join(call)
+        assert "-A mylab" in line and "-p cpu" in line and "--cpus-per-task=1" in line
+        assert "--gpus" not in line and "--gres" not in line
+    # the failed first qc attempt is resubmitted with doubled memory and runtime
+    qc_visium = [c for c in sbatch if "rule_qc_wildcards_visium_brain" in c]
+    assert len(qc_visium) == 2
+    mem = [int(c[c.index("--mem") + 1]) for c in qc_visium]
+    runtime = [int(c[c.index("-t") + 1]) for c in qc_visium]
+    assert mem[1] == 2 * mem[0] and runtime == [30, 60]
+    assert "Finished jobid" in out
