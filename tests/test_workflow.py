@@ -222,3 +222,8 @@ def test_slurm_submission_with_fake_sbatch(tmp_path):
     runtime = [int(c[c.index("-t") + 1]) for c in qc_visium]
     assert mem[1] == 2 * mem[0] and runtime == [30, 60]
     assert "Finished jobid" in out
+
+
+def test_snakemake_report_builds(demo):
+    smk(demo, "--report", "results/report.zip")
+    assert (demo / "results" / "report.zip").stat().st_size > 100_000
