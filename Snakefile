@@ -21,6 +21,9 @@ wildcard_constraints:
 include: "workflow/rules/download.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/qc.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/graphs.smk"
+include: "workflow/rules/priors.smk"
 
 
 rule all:

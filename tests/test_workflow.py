@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -53,6 +54,26 @@ def job_counts(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
+PER_DATASET = ["download_dataset", "ingest", "qc", "features", "coexpression", "build_graphs"]
+
+
+def expected_jobs(datasets: list[str], spatial: set[str], first: str = "download_dataset",
+                  fresh: bool = False) -> dict[str, int]:
+    """Job counts when ``datasets`` rerun from rule ``first`` on, with the summaries and ``all``
+    (``fresh``: nothing built yet, so the species-level STRING table is built too)."""
+    chain = PER_DATASET[PER_DATASET.index(first):]
+    counts = {rule: len(datasets) for rule in chain}
+    if "qc" in chain and spatial & set(datasets):
+        counts["spatial_genes"] = len(spatial & set(datasets))
+    if "qc" in chain:
+        counts["qc_summary"] = 1
+    counts["graphs_summary"] = 1
+    if fresh:
+        counts["string_gene_links"] = 1
+    counts["all"] = 1
+    return counts
+
+
 def scheduled_datasets(output: str) -> set[str]:
     """Datasets named by the scheduled jobs' messages ("Job 3: QC of dataset x")."""
     return set(re.findall(r"^Job \d+: .*?dataset (\w+)", output, re.M))
@@ -79,10 +100,44 @@ def test_lint_is_clean(tmp_path):
     assert "Congratulations, your workflow is in a good condition!" in out
 
 
+def spatial(workdir: Path) -> set[str]:
+    table = sheet(workdir)
+    return set(table.loc[table["modality"] == "spatial", "dataset"])
+
+
 def test_dry_run_lists_every_stage(tmp_path):
     out = smk(copy_repo(tmp_path), "-n", "-c", "2")
-    n = len(sheet(tmp_path))
-    assert job_counts(out) == {"download_dataset": n, "ingest": n, "qc": n, "qc_summary": 1, "all": 1}
+    datasets = sheet(tmp_path)["dataset"].tolist()
+    assert job_counts(out) == expected_jobs(datasets, spatial(tmp_path), fresh=True)
+
+
+def test_changed_edge_rule_reruns_only_graphs(demo, tmp_path):
+    (tmp_path / "override.yaml").write_text("coexpression:\n  p_threshold: 0.001\n")
+    out = smk(demo, "-n", "-c", "2", "--configfile", str(tmp_path / "override.yaml"))
+    assert job_counts(out) == expected_jobs(sheet(demo)["dataset"].tolist(), set(), first="coexpression")
+
+
+def test_full_run_writes_graphs_for_every_dataset(demo):
+    for d in sheet(demo)["dataset"]:
+        graph = ad.read_h5ad(demo / "results" / d / "graph" / "graph.h5ad")
+        features = ad.read_h5ad(demo / "results" / d / "features.h5ad")
+        assert list(graph.obs_names) == list(features.obs_names)
+        n = graph.n_obs
+        assert 2 <= n <= 1000 and graph.obsp["coexpr"].shape == (n, n)
+        assert graph.layers["counts"].shape == graph.shape and np.isfinite(graph.X).all()
+        assert list(graph.uns["edge_types"]) == ["coexpr", "string", "hallmark"]
+        for edge_type in graph.uns["edge_types"]:
+            adj = graph.obsp[edge_type]
+            assert adj.shape == (n, n) and (adj != adj.T).nnz == 0
+        assert graph.obsp["hallmark"].nnz > 0  # every demo graph, the mouse one too, has hallmark edges
+        coverage = json.loads((demo / "results" / d / "graph" / "coverage.json").read_text())
+        assert 0 < coverage["hallmark_in_set_frac"] <= 1 and 0 <= coverage["string_frac_with_edge"] <= 1
+    summary = pd.read_csv(demo / "results" / "graphs_summary.tsv", sep="\t")
+    assert summary["dataset"].tolist() == sheet(demo)["dataset"].tolist()
+    spatial_graph = ad.read_h5ad(demo / "results" / "visium_brain" / "graph" / "graph.h5ad")
+    ranked = pd.read_csv(demo / "results" / "visium_brain" / "genes" / "sparkx.tsv", sep="\t")
+    assert set(spatial_graph.obs_names) <= set(ranked["gene"])  # spatial genes come from SPARK-X
+    assert spatial_graph.uns["sctransform"]["selection"] == "residual_features"
 
 
 def test_full_run_writes_qc_outputs_for_every_dataset(demo):
@@ -118,7 +173,7 @@ def test_new_row_schedules_only_the_new_dataset(demo):
         extra = table.iloc[[0]].assign(dataset="pbmc5k_again")
         write_sheet(demo, pd.concat([table, extra]))
         out = smk(demo, "-n", "-c", "2")
-        assert job_counts(out) == {"download_dataset": 1, "ingest": 1, "qc": 1, "qc_summary": 1, "all": 1}
+        assert job_counts(out) == expected_jobs(["pbmc5k_again"], set())
         assert scheduled_datasets(out) == {"pbmc5k_again"}
     finally:
         write_sheet(demo, table)
@@ -131,7 +186,7 @@ def test_changed_qc_override_reruns_only_that_dataset(demo):
         changed.loc[changed["dataset"] == "visium_brain", "min_genes"] = "12"
         write_sheet(demo, changed)
         out = smk(demo, "-n", "-c", "2")
-        assert job_counts(out) == {"qc": 1, "qc_summary": 1, "all": 1}
+        assert job_counts(out) == expected_jobs(["visium_brain"], {"visium_brain"}, first="qc")
         assert "Params have changed since last execution" in out
         assert scheduled_datasets(out) == {"visium_brain"}
     finally:
@@ -145,8 +200,9 @@ def test_changed_config_default_reruns_qc_only(demo, tmp_path):
     table = sheet(demo)
     own = set(table.loc[table["min_cells"] != "", "dataset"])  # rows with their own min_cells keep it
     assert own == {"visium_brain"}
-    assert job_counts(out) == {"qc": len(table) - len(own), "qc_summary": 1, "all": 1}
-    assert scheduled_datasets(out) == set(table["dataset"]) - own
+    rerun = sorted(set(table["dataset"]) - own)
+    assert job_counts(out) == expected_jobs(rerun, spatial(demo), first="qc")
+    assert scheduled_datasets(out) == set(rerun)
 
 
 @pytest.mark.parametrize("edit,message", [

@@ -9,6 +9,7 @@ REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
 from genegraph.errors import DataError  # noqa: E402
+from genegraph.gene_sets import msigdb_url  # noqa: E402
 from genegraph.sheet import load_schema, load_sheet  # noqa: E402
 
 validate(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
@@ -28,6 +29,14 @@ if not _unknown_species.empty:
             for d, s in _unknown_species["species"].items()
         )
     )
+
+PRIORS = config["priors"]
+_bad = [s for s in PRIORS["string"]["species"] + [PRIORS["hallmark"]["species"]] if s not in config["species"]]
+if _bad:
+    raise WorkflowError(f"config priors: species {_bad} are not in the config's species table")
+if PRIORS["string"]["source"] == "embedded" and PRIORS["string"]["species"] != ["human"]:
+    raise WorkflowError("config priors.string: the embedded STRING subset is human; set species: [human] "
+                        "or source: download")
 
 DATASETS = SHEET.index[SHEET["enabled"].astype(bool)].tolist()
 if not DATASETS:
@@ -63,10 +72,58 @@ def runtime_min(minutes):
     return lambda wc, attempt: minutes * 2 ** (attempt - 1)
 
 
+def feature_inputs(wc):
+    """Inputs of the feature step: the QC'd dataset, plus the SPARK-X ranking for spatial datasets."""
+    inputs = {"qc": f"results/{wc.dataset}/qc/adata.h5ad"}
+    if SHEET.at[wc.dataset, "modality"] == "spatial":
+        inputs["spatial_genes"] = f"results/{wc.dataset}/genes/sparkx.tsv"
+    return inputs
+
+
+def string_species_of(wc):
+    """The species whose STRING network a dataset uses: its own when configured, else the first one
+    (reached through orthologs)."""
+    own = SHEET.at[wc.dataset, "species"]
+    return own if own in PRIORS["string"]["species"] else PRIORS["string"]["species"][0]
+
+
+def string_files(wc):
+    """The folder of STRING files of a species: the embedded demo subset or the downloaded release."""
+    if PRIORS["string"]["source"] == "embedded":
+        return "resources/priors/string_demo"
+    return f"resources/priors/string/{wc.species}_v{PRIORS['string']['version']}"
+
+
+def hallmark_gmt():
+    """The hallmark GMT: the embedded file, or the downloaded release of the configured version."""
+    if PRIORS["hallmark"]["source"] == "embedded":
+        return PRIORS["hallmark"]["gmt"]
+    return f"resources/priors/msigdb/h.all.v{PRIORS['hallmark']['version']}.symbols.gmt"
+
+
+def msigdb_source(version):
+    return PRIORS["hallmark"].get("url") or msigdb_url(version)
+
+
+def prior_inputs(wc):
+    """Inputs of the prior-edge step of one dataset."""
+    return {
+        "graph": f"results/{wc.dataset}/graph/coexpression.h5ad",
+        "string": f"results/priors/string_{string_species_of(wc)}.tsv.gz",
+        "hallmark": hallmark_gmt(),
+        "orthologs": PRIORS["orthologs"],
+    }
+
+
 def final_targets():
     """Targets of the default target: the outputs of every enabled stage for every enabled dataset."""
     targets = []
     if "qc" in config["stages"]:
         targets += expand("results/{dataset}/qc/adata.h5ad", dataset=DATASETS)
         targets.append("results/qc_summary.tsv")
+    if "features" in config["stages"]:
+        targets += expand("results/{dataset}/features.h5ad", dataset=DATASETS)
+    if "graphs" in config["stages"]:
+        targets += expand("results/{dataset}/graph/graph.h5ad", dataset=DATASETS)
+        targets.append("results/graphs_summary.tsv")
     return targets

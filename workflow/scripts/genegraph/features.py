@@ -460,3 +460,30 @@ def model_features(adata: ad.AnnData, model: SCTModel, n_genes: int = 1000,
     log.info("SCTransform features: %d cells x %d genes (%s), clipped to +-%.4g and centred",
              adata.n_obs, len(selected), uns["selection"], run["clip_sct"])
     return ad.AnnData(X=features, obs=obs, var=var, uns={"sctransform": uns})
+
+
+def gene_centric(qc: ad.AnnData, sct: ad.AnnData, depth_key: str = "depth_all") -> ad.AnnData:
+    """The feature file the graph stage consumes: genes as obs, cells as var.
+
+    ``qc``: the QC'd dataset (cells x genes, raw counts, ``obs[depth_key]``); ``sct``: :func:`sctransform`'s
+    output for it. Returns an AnnData of N selected genes x C cells with ``X`` = float32 residuals (clipped,
+    centred), ``layers['counts']`` = int32 CSR raw counts of those genes, ``obs`` = the SCT model per gene
+    plus ``symbol``/``ensembl``, ``var['depth']`` = per-cell depth (``obs[depth_key]`` of ``qc``), and
+    ``uns`` carrying the dataset provenance and the SCTransform run values.
+    """
+    genes = sct.var_names
+    counts = sp.csr_matrix(qc[:, genes].X.T).astype(np.int32)
+    obs = sct.var.copy()
+    for col in ("symbol", "ensembl"):
+        if col in qc.var:
+            obs[col] = qc.var.loc[genes, col].to_numpy()
+    var = pd.DataFrame({"depth": qc.obs[depth_key].to_numpy(dtype=np.float64)}, index=qc.obs_names)
+    for col in ("batch", "celltype"):
+        if col in qc.obs:
+            var[col] = qc.obs[col].to_numpy()
+    out = ad.AnnData(X=np.ascontiguousarray(sct.X.T, dtype=np.float32), obs=obs, var=var,
+                     layers={"counts": counts},
+                     uns={"dataset": dict(qc.uns.get("dataset", {})), "sctransform": dict(sct.uns["sctransform"])})
+    if "spatial" in qc.obsm:
+        out.varm["spatial"] = np.asarray(qc.obsm["spatial"], dtype=float)
+    return out
