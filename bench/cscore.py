@@ -120,7 +120,8 @@ def worker(args: argparse.Namespace) -> None:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     out = {
         "n": n, "p": p, "device": str(dev), "dtype": args.dtype, "threads": torch.get_num_threads(),
-        "times": times, "cpu_times": cpu_times, "gen_s": gen_s, "base_mb": base_mb, "peak_mb": peak_mb, "peak_is_call_only": reset,
+        "times": times, "cpu_times": cpu_times, "gen_s": gen_s, "base_mb": base_mb, "peak_mb": peak_mb,
+        "peak_is_call_only": reset,
         "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,
         "n_passes": res.n_passes, "nnz_frac": counts.nnz / (n * p),
         "edges": int(np.count_nonzero(res.p_value < 0.005)),
@@ -168,8 +169,8 @@ def main() -> None:
     print("single-threaded) and the upstream Python port (NumPy/OpenBLAS); reference times from the spec §4.")
     print()
     hdr = (f"{'cells x genes':>15} {'device':>6} {'dtype':>7} {'thr':>3} {'passes':>6} {'first s':>8} "
-           f"{'best s':>8} {'CPU s':>6} {'RSS0 MB':>7} {'peak RSS MB':>11} {'GPU MB':>7} {'R Rcpp s':>8} {'vs Rcpp':>8} {'vs R base':>9} "
-           f"{'vs py port':>10}")
+           f"{'best s':>8} {'CPU s':>6} {'RSS0 MB':>7} {'peak RSS MB':>11} {'GPU MB':>7} {'R Rcpp s':>8} "
+           f"{'vs Rcpp':>8} {'vs R base':>9} {'vs py port':>10}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
@@ -178,7 +179,8 @@ def main() -> None:
         gpu = f"{r['gpu_peak_mb']:7.0f}" if r["gpu_peak_mb"] is not None else "      -"
         rcpp = f"{R_RCPP[key]:8.1f}" if key in R_RCPP else "       -"
         print(f"{r['n']:>7} x {r['p']:<5} {r['device']:>6} {r['dtype']:>7} {r['threads']:>3} {r['n_passes']:>6} "
-              f"{r['times'][0]:8.3f} {best:8.3f} {r['cpu_times'][r['times'].index(best)]:6.2f} {r['base_mb'] or 0:7.0f} {r['peak_mb']:11.0f} {gpu} {rcpp} {_ratio(R_RCPP, key, best):>8} "
+              f"{r['times'][0]:8.3f} {best:8.3f} {r['cpu_times'][r['times'].index(best)]:6.2f} "
+              f"{r['base_mb'] or 0:7.0f} {r['peak_mb']:11.0f} {gpu} {rcpp} {_ratio(R_RCPP, key, best):>8} "
               f"{_ratio(R_BASE, key, best):>9} {_ratio(PY_PORT, key, best):>10}")
     print()
     print("Ratios use the best of the timed runs (one untimed warm-up call on a tiny input first). CPU s is the")

@@ -432,6 +432,16 @@ def test_bad_options() -> None:
             cscore(x, depth, device="cuda")
     with pytest.raises(ValueError, match="block_size"):
         cscore(x, depth, block_size=0)
+    with pytest.raises(ValueError, match="num_threads"):
+        cscore(x, depth, num_threads=0)
+
+
+def test_num_threads_is_restored() -> None:
+    x, depth = _good()
+    before = torch.get_num_threads()
+    a = cscore(x, depth, num_threads=1)
+    assert torch.get_num_threads() == before
+    np.testing.assert_allclose(a.est, cscore(x, depth).est, rtol=0, atol=1e-13)
 
 
 # ---------------------------------------------------------------------------------------------------------

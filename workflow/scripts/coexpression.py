@@ -15,5 +15,5 @@ with rule_context(smk.log[0], smk.wildcards.dataset) as log:
     features = ad.read_h5ad(smk.input[0])
     log.info("read %s: %d genes x %d cells", smk.input[0], features.n_obs, features.n_vars)
     result = cscore(features.layers["counts"].T.tocsr(), features.var["depth"].to_numpy(),
-                    genes=list(features.obs_names), device=p.device, dtype=p.dtype)
+                    genes=list(features.obs_names), device=p.device, dtype=p.dtype, num_threads=smk.threads)
     write_h5ad(coexpression_graph(features, result, rule), smk.output[0])
