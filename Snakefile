@@ -16,6 +16,8 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     dataset="|".join(DATASETS),
+    seed=r"\d+",
+    method="|".join(BASELINES) or "none",
 
 
 include: "workflow/rules/download.smk"
@@ -24,6 +26,9 @@ include: "workflow/rules/qc.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/graphs.smk"
 include: "workflow/rules/priors.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

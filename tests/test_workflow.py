@@ -10,14 +10,18 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+
+from genegraph.report import SECTIONS, section_ids
 
 pytestmark = pytest.mark.workflow
 
@@ -68,6 +72,8 @@ def expected_jobs(datasets: list[str], spatial: set[str], first: str = "download
     if "qc" in chain:
         counts["qc_summary"] = 1
     counts["graphs_summary"] = 1
+    # everything after the graphs depends on all of them
+    counts.update({"train": 1, "baseline": 6, "evaluate": 1, "modules": 1, "function_prediction": 1, "report": 1})
     if fresh:
         counts["string_gene_links"] = 1
     counts["all"] = 1
@@ -138,6 +144,77 @@ def test_full_run_writes_graphs_for_every_dataset(demo):
     ranked = pd.read_csv(demo / "results" / "visium_brain" / "genes" / "sparkx.tsv", sep="\t")
     assert set(spatial_graph.obs_names) <= set(ranked["gene"])  # spatial genes come from SPARK-X
     assert spatial_graph.uns["sctransform"]["selection"] == "residual_features"
+
+
+def test_full_run_trains_musegnn(demo):
+    emb = ad.read_h5ad(demo / "results" / "musegnn" / "seed0" / "embeddings.h5ad")
+    graphs = {d: ad.read_h5ad(demo / "results" / d / "graph" / "graph.h5ad") for d in sheet(demo)["dataset"]}
+    assert emb.X.shape == (sum(g.n_obs for g in graphs.values()), 32) and np.isfinite(emb.X).all()
+    assert {"gene", "dataset", "share_key", "modality", "tissue", "in_all_datasets"} <= set(emb.obs.columns)
+    for d, g in graphs.items():
+        assert emb.obs.loc[emb.obs["dataset"] == d, "gene"].tolist() == list(g.obs_names)
+    losses = pd.read_csv(demo / "results" / "musegnn" / "seed0" / "losses.tsv", sep="\t")
+    assert {"bce", "sim", "infonce", "total"} <= set(losses.columns) and len(losses) == 100
+    assert losses["bce"].iloc[-10:].mean() < losses["bce"].iloc[:10].mean()
+    run = json.loads((demo / "results" / "musegnn" / "seed0" / "run.json").read_text())
+    assert run["seed"] == 0 and run["device"] == "cpu" and run["n_parameters"] == run["n_parameters_formula"]
+
+
+def test_full_run_ends_in_the_report(demo):
+    page = (demo / "results" / "report.html").read_text()
+    assert section_ids(page) == list(SECTIONS)
+    summary = pd.read_csv(demo / "results" / "evaluation" / "summary.tsv", sep="\t")
+    assert set(summary["method"]) == {"musegnn", "pca", "gae", "vgae", "mae", "wsmae", "gene2vec"}
+    blood = summary[summary["group"] == "blood"].set_index("method")
+    assert blood["AUC_mean"].between(0, 1).all() and np.isfinite(blood["avg_score"]).all()
+    modules = pd.read_csv(demo / "results" / "evaluation" / "module_table.tsv", sep="\t")
+    assert (modules["n_enriched"] > 0).any()  # some module is enriched for a hallmark set
+    function = pd.read_csv(demo / "results" / "evaluation" / "function_prediction.tsv", sep="\t")
+    assert {"musegnn", "pca", "raw"} <= set(function["method"])
+
+
+def test_killed_training_resumes_from_checkpoint(demo, tmp_path):
+    workdir = tmp_path / "resume"
+    shutil.copytree(demo, workdir, symlinks=True)
+    (workdir / "more.yaml").write_text("train:\n  epochs: 130\n  checkpoint_every: 5\n")
+    target = "results/musegnn/seed0/embeddings.h5ad"  # before --configfile, which takes several values
+    args = [sys.executable, "-m", "snakemake", target, "-c", "2", "--configfile", "more.yaml"]
+    log = workdir / "logs" / "train" / "seed0.log"
+    proc = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and "checkpoint after epoch 110" not in (log.read_text() if log.exists() else ""):
+            assert proc.poll() is None, "snakemake ended before training reached epoch 110"
+            time.sleep(1)
+        assert "resuming from" in log.read_text()  # the finished 100-epoch run is continued, not restarted
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (workdir / "results" / "musegnn" / "seed0" / "run.json").exists()
+    smk(workdir, "--unlock")  # a killed controller leaves its lock, as after a cluster kill
+    out = smk(workdir, target, "-c", "2", "--rerun-incomplete", "--configfile", "more.yaml")
+    run = json.loads((workdir / "results" / "musegnn" / "seed0" / "run.json").read_text())
+    assert run["epochs"] == 130 and 110 <= run["resumed_from_epoch"] < 130, out[-2000:]
+    losses = pd.read_csv(workdir / "results" / "musegnn" / "seed0" / "losses.tsv", sep="\t")
+    assert losses["epoch"].tolist() == list(range(1, 131))
+
+
+def test_slurm_gpu_flags_on_train(demo, tmp_path):
+    workdir = tmp_path / "gpu"
+    shutil.copytree(demo, workdir, symlinks=True)
+    prof = slurm_profile(workdir)
+    (workdir / "short.yaml").write_text("train:\n  epochs: 2\n  checkpoint_every: 1\n")
+    state = tmp_path / "slurm"
+    env = {"PATH": f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_STATE": str(state)}
+    smk(workdir, "results/musegnn/seed0/embeddings.h5ad", "--workflow-profile", str(prof),
+        "--slurm-init-seconds-before-status-checks", "1", "--configfile", "short.yaml", env=env)
+    sbatch = [c for c in (json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines())
+              if c[0] == "sbatch"]
+    assert [c[c.index("--comment") + 1] for c in sbatch] == ["rule_train_wildcards_0"]
+    line = " ".join(sbatch[0])
+    assert "--gpus=1" in line and "-p gpu" in line and "--cpus-per-gpu=8" in line and "-A mylab" in line
+    assert "--cpus-per-task" not in line
 
 
 def test_full_run_writes_qc_outputs_for_every_dataset(demo):

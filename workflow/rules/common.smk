@@ -115,6 +115,57 @@ def prior_inputs(wc):
     }
 
 
+def train_config(wc):
+    """The MuSe-GNN training options of one seed (config ``train`` without the run-level keys)."""
+    cfg = {k: v for k, v in config["train"].items() if k not in ("seeds", "device", "threads")}
+    return {**cfg, "seed": int(wc.seed)}
+
+
+SEEDS = [int(s) for s in config["train"]["seeds"]]
+FIRST_SEED = SEEDS[0]
+METHODS = list(config["evaluate"]["methods"])
+BASELINES = [m for m in METHODS if m != "musegnn"]
+
+
+def baseline_config(wc):
+    """The options of all baselines (config ``baselines`` without the run-level keys)."""
+    return {k: v for k, v in config["baselines"].items() if k not in ("device", "threads")}
+
+
+def embeddings_path(method, seed):
+    if method == "musegnn":
+        return f"results/musegnn/seed{seed}/embeddings.h5ad"
+    return f"results/baselines/{method}/seed{seed}/embeddings.h5ad"
+
+
+def evaluation_runs(wc=None):
+    """Every (method, seed) the evaluation scores."""
+    return [[m, s] for m in METHODS for s in SEEDS]
+
+
+def evaluation_inputs(wc):
+    inputs = {f"{m}_seed{s}": embeddings_path(m, s) for m, s in evaluation_runs()}
+    inputs["graphs"] = expand("results/{dataset}/graph/graph.h5ad", dataset=DATASETS)
+    return inputs
+
+
+def metric_config(wc):
+    """Metric options (config ``evaluate`` without the run-level keys)."""
+    return {k: v for k, v in config["evaluate"].items() if k not in ("methods", "group_by")}
+
+
+def function_methods(wc=None):
+    """Embeddings compared in function prediction (raw features are always added)."""
+    return [m for m in ("musegnn", "pca") if m in METHODS]
+
+
+def function_inputs(wc):
+    inputs = {m: embeddings_path(m, FIRST_SEED) for m in function_methods()}
+    inputs["graphs"] = expand("results/{dataset}/graph/graph.h5ad", dataset=DATASETS)
+    inputs["labels"] = [t["path"] for t in config["function_prediction"]["tasks"]]
+    return inputs
+
+
 def final_targets():
     """Targets of the default target: the outputs of every enabled stage for every enabled dataset."""
     targets = []
@@ -126,4 +177,11 @@ def final_targets():
     if "graphs" in config["stages"]:
         targets += expand("results/{dataset}/graph/graph.h5ad", dataset=DATASETS)
         targets.append("results/graphs_summary.tsv")
+    if "train" in config["stages"]:
+        targets += expand("results/musegnn/seed{seed}/embeddings.h5ad", seed=SEEDS)
+    if "evaluate" in config["stages"]:
+        targets += ["results/evaluation/summary.tsv", "results/evaluation/module_table.tsv",
+                    "results/evaluation/function_prediction.tsv"]
+    if "report" in config["stages"]:
+        targets.append("results/report.html")
     return targets

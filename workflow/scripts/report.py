@@ -1,0 +1,35 @@
+"""Rule report: the self-contained HTML report of the run (results/report.html)."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from genegraph.io import atomic_path
+from genegraph.logs import rule_context
+from genegraph.report import ReportInputs, build_report, section_ids
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+i = smk.input
+with rule_context(smk.log[0]) as log:
+
+    def tsv(path):
+        return pd.read_csv(path, sep="\t")
+
+    inputs = ReportInputs(
+        qc_summary=tsv(i.qc_summary),
+        qc_figures=dict(zip(smk.params.datasets, map(Path, i.qc_figures))),
+        graphs_summary=tsv(i.graphs_summary),
+        losses=dict(zip(smk.params.seeds, map(tsv, i.losses))),
+        runs={s: json.loads(Path(p).read_text()) for s, p in zip(smk.params.seeds, i.runs)},
+        embedding_rows=tsv(i.embedding_rows),
+        summary=tsv(i.summary),
+        modules=tsv(i.modules),
+        function=tsv(i.function),
+        config=dict(smk.config),
+    )
+    page = build_report(inputs)
+    with atomic_path(smk.output[0]) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    log.info("report: %d sections (%s), %.1f MB", len(section_ids(page)), ", ".join(section_ids(page)),
+             len(page) / 1e6)

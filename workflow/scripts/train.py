@@ -1,0 +1,21 @@
+"""Rule train: MuSe-GNN across every dataset graph of the sheet; embeddings, loss table, run metadata.
+
+A checkpoint is written under the output folder every `checkpoint_every` epochs and is deliberately not
+an output of the rule (Snakemake would delete it with the outputs of a killed job): rerunning a killed job
+resumes from it.
+"""
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # busy-waiting OpenMP threads stall shared CPU nodes
+
+from pathlib import Path  # noqa: E402
+
+from genegraph.logs import rule_context  # noqa: E402
+from genegraph.models.train import train_musegnn  # noqa: E402
+
+smk = snakemake  # noqa: F821 (injected by Snakemake)
+with rule_context(smk.log[0]):
+    out_dir = Path(smk.output.embeddings).parent
+    train_musegnn(list(smk.input.graphs), smk.params.cfg, out_dir, device=smk.params.device,
+                  checkpoint_dir=out_dir / "checkpoint", threads=smk.threads)
