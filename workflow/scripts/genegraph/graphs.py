@@ -10,14 +10,19 @@ the edge-type keys and ``uns['graph']`` the rule, the thresholds and the graph s
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
-from .cscore import CSCoreResult
 from .errors import DataError
+
+if TYPE_CHECKING:  # annotations only: reading graph files must not need torch
+    from .cscore import CSCoreResult
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +120,33 @@ def graph_stats(adj: sp.spmatrix) -> dict[str, float]:
         "degree_max": int(degree.max()) if n else 0,
         "isolated_genes": int((degree == 0).sum()),
     }
+
+
+def check_graph(graph: ad.AnnData, where: str, obsp_keys: Sequence[str] = ("coexpr",)) -> ad.AnnData:
+    """Raise :class:`DataError` unless ``graph`` is a usable gene-graph AnnData: ``uns['dataset']`` with id,
+    modality and tissue, at least one gene and one cell, unique gene names and the edge types
+    ``obsp_keys``. ``where`` names the file in messages. Returns ``graph``."""
+    meta = graph.uns.get("dataset", {})
+    missing = [k for k in ("id", "modality", "tissue") if k not in meta]
+    if missing:
+        raise DataError(f"{where}: uns['dataset'] lacks {', '.join(missing)}")
+    if graph.n_obs == 0 or graph.n_vars == 0:
+        raise DataError(f"{where}: empty graph ({graph.n_obs} genes x {graph.n_vars} cells)")
+    if not graph.obs_names.is_unique:
+        raise DataError(f"{where}: gene names repeat, e.g. {graph.obs_names[graph.obs_names.duplicated()][0]!r}")
+    for key in obsp_keys:
+        if key not in graph.obsp:
+            raise DataError(f"{where}: obsp[{key!r}] is missing (has: {', '.join(graph.obsp.keys()) or 'none'})")
+    return graph
+
+
+def read_graph(path: str | Path, obsp_keys: Sequence[str] = ("coexpr",)) -> ad.AnnData:
+    """Read and :func:`check_graph` a gene-graph file."""
+    try:
+        graph = ad.read_h5ad(path)
+    except (OSError, KeyError) as err:
+        raise DataError(f"{path}: not a readable h5ad graph file ({err})") from err
+    return check_graph(graph, str(path), obsp_keys)
 
 
 def coexpression_graph(features: ad.AnnData, result: CSCoreResult, rule: EdgeRule) -> ad.AnnData:

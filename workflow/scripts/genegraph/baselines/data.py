@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from ..errors import DataError
+from ..graphs import check_graph, read_graph
 
 log = logging.getLogger(__name__)
 
@@ -27,24 +28,8 @@ log = logging.getLogger(__name__)
 def read_graphs(graphs: Sequence[str | Path | ad.AnnData], adjacency: str = "coexpr") -> list[ad.AnnData]:
     """Graph AnnData (genes x cells; ``obsp[adjacency]``; ``uns['dataset']`` with id, modality, tissue)
     from paths or objects, validated; dataset ids must be unique."""
-    out = []
-    for item in graphs:
-        where = "graph" if isinstance(item, ad.AnnData) else str(item)
-        try:
-            g = item if isinstance(item, ad.AnnData) else ad.read_h5ad(item)
-        except (OSError, KeyError) as err:
-            raise DataError(f"{where}: not a readable h5ad graph file ({err})") from err
-        meta = g.uns.get("dataset", {})
-        missing = [k for k in ("id", "modality", "tissue") if k not in meta]
-        if missing:
-            raise DataError(f"{where}: uns['dataset'] lacks {', '.join(missing)}")
-        if g.n_obs == 0 or g.n_vars == 0:
-            raise DataError(f"{where}: empty graph ({g.n_obs} genes x {g.n_vars} cells)")
-        if not g.obs_names.is_unique:
-            raise DataError(f"{where}: gene names repeat")
-        if adjacency not in g.obsp:
-            raise DataError(f"{where}: obsp['{adjacency}'] is missing (has: {', '.join(g.obsp.keys()) or 'none'})")
-        out.append(g)
+    out = [check_graph(item, "graph", (adjacency,)) if isinstance(item, ad.AnnData) else read_graph(item, (adjacency,))
+           for item in graphs]
     ids = [str(g.uns["dataset"]["id"]) for g in out]
     if len(set(ids)) != len(ids):
         raise DataError(f"dataset ids repeat among the graph files: {ids}")

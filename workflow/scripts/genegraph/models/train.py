@@ -34,6 +34,7 @@ import scipy.sparse as sp
 import torch
 
 from ..errors import DataError
+from ..graphs import read_graph
 from ..io import atomic_path, write_h5ad, write_json, write_tsv
 from .losses import bce_dense, bce_weighted, info_nce, sample_bce_pairs, similarity_loss
 from .musegnn import GraphInput, MuSeGNN, cell_sketch, graph_input, musegnn_parameter_count
@@ -339,21 +340,8 @@ def make_graph(
 def load_graph(path: str | Path, cfg: TrainConfig, device: torch.device) -> GraphData:
     """Read a ``graph.h5ad`` (genes x cells; ``obsp[cfg.adjacency]``; ``uns['dataset']``) onto ``device``."""
     path = Path(path)
-    try:
-        a = ad.read_h5ad(path)
-    except (OSError, KeyError) as err:
-        raise DataError(f"{path}: not a readable h5ad graph file ({err})") from err
-    meta = dict(a.uns.get("dataset", {}))
-    missing = [k for k in ("id", "modality", "tissue") if k not in meta]
-    if missing:
-        raise DataError(f"{path}: uns['dataset'] lacks {', '.join(missing)}")
-    if a.n_obs == 0 or a.n_vars == 0:
-        raise DataError(f"{path}: empty graph ({a.n_obs} genes x {a.n_vars} cells)")
-    if not a.obs_names.is_unique:
-        raise DataError(f"{path}: gene names repeat, e.g. {a.obs_names[a.obs_names.duplicated()][0]!r}")
-    for key in (cfg.adjacency, *cfg.model.edge_types):
-        if key not in a.obsp:
-            raise DataError(f"{path}: obsp[{key!r}] is missing (has: {', '.join(a.obsp.keys()) or 'none'})")
+    a = read_graph(path, (cfg.adjacency, *cfg.model.edge_types))
+    meta = dict(a.uns["dataset"])
     x = a.X.toarray() if sp.issparse(a.X) else np.asarray(a.X)
     x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
