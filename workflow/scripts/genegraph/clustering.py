@@ -90,18 +90,54 @@ class ClusteringConfig:
 
 
 def knn_graph(x: np.ndarray, n_neighbors: int = 15, random_state: int = 0) -> ad.AnnData:
-    """scanpy's neighbour graph of the rows of ``x`` (n, d): an AnnData holding ``obsp['connectivities']``
-    (n, n symmetric UMAP weights), ``obsp['distances']`` and ``uns['neighbors']`` (what UMAP needs)."""
-    import scanpy as sc
+    """scanpy's exact UMAP neighbour graph of the rows of ``x`` (n, d): an AnnData holding
+    ``obsp['connectivities']`` (n, n symmetric fuzzy-set weights), ``obsp['distances']`` (each row's k - 1
+    nearest other rows) and ``uns['neighbors']`` (what UMAP needs).
+
+    Computed as ``sc.pp.neighbors(method="umap")`` computes it for small inputs (exact Euclidean neighbours,
+    the point itself included among the k, then umap-learn's fuzzy simplicial set), for every size: scanpy
+    switches to approximate neighbours above 4096 rows, whose code path fails with scipy >= 1.17 sparse
+    arrays and is not exact.
+    """
+    from sklearn.neighbors import NearestNeighbors
+    from umap.umap_ import fuzzy_simplicial_set
 
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] < 2:
         raise DataError(f"a neighbour graph needs at least 2 rows, got an array of shape {x.shape}")
     if not np.isfinite(x).all():
         raise DataError("embedding holds NaN or infinite values")
-    graph = ad.AnnData(X=x, obs=pd.DataFrame(index=[str(i) for i in range(x.shape[0])]))
-    sc.pp.neighbors(graph, n_neighbors=min(n_neighbors, x.shape[0]), use_rep="X", random_state=random_state)
+    n = x.shape[0]
+    k = min(n_neighbors, n)
+    dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x).kneighbors(x)
+    idx, dist = _self_first(idx, dist)
+    conn, _sigmas, _rhos = fuzzy_simplicial_set(sp.coo_matrix((n, 1)), k, random_state, "euclidean",
+                                                knn_indices=idx, knn_dists=dist)
+    rows = np.repeat(np.arange(n), k - 1)
+    distances = sp.csr_matrix((dist[:, 1:].ravel(), (rows, idx[:, 1:].ravel())), shape=(n, n))
+    graph = ad.AnnData(X=x, obs=pd.DataFrame(index=[str(i) for i in range(n)]))
+    graph.obsp["connectivities"] = sp.csr_matrix(conn)
+    graph.obsp["distances"] = distances
+    graph.uns["neighbors"] = {"connectivities_key": "connectivities", "distances_key": "distances",
+                              "params": {"n_neighbors": k, "method": "umap", "metric": "euclidean",
+                                         "random_state": random_state, "use_rep": "X"}}
     return graph
+
+
+def _self_first(idx: np.ndarray, dist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's own index first at distance exactly 0, as scanpy arranges them: the dot-product
+    Euclidean distance of a point to itself is a rounding error (~1e-7), not 0, and UMAP's local distance
+    rho, the first non-zero distance, would take it for the nearest neighbour. A row whose point is not
+    among its neighbours (exact duplicates) gets it first, dropping its farthest neighbour."""
+    n = idx.shape[0]
+    is_self = idx == np.arange(n)[:, None]
+    order = np.argsort(~is_self, axis=1, kind="stable")
+    idx, dist = np.take_along_axis(idx, order, 1), np.take_along_axis(dist, order, 1)
+    missing = ~is_self.any(axis=1)
+    idx[missing] = np.column_stack([np.flatnonzero(missing), idx[missing, :-1]])
+    dist[missing] = np.column_stack([np.zeros(missing.sum()), dist[missing, :-1]])
+    dist[:, 0] = 0.0
+    return idx, dist
 
 
 def leiden_labels(connectivities: sp.spmatrix, cfg: ClusteringConfig) -> np.ndarray:
