@@ -97,13 +97,13 @@ def table_html(df: pd.DataFrame, best: Mapping[str, str] | None = None, digits: 
     head = "".join(f'<th class="{"text" if df[c].dtype == object else ""}">{html.escape(str(c))}</th>'
                    for c in df.columns)
     rows = []
-    for i, (_, row) in enumerate(df.iterrows()):
+    for i in range(len(df)):
         cells = []
-        for c in df.columns:
+        for c in df.columns:  # value by column keeps its dtype (iterrows would turn ints into floats)
             cls = ["text"] if df[c].dtype == object else []
             if c in marks and marks[c][i]:
                 cls.append("best")
-            cells.append(f'<td class="{" ".join(cls)}">{_fmt(row[c], digits)}</td>')
+            cells.append(f'<td class="{" ".join(cls)}">{_fmt(df[c].iat[i], digits)}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
 
