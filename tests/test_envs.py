@@ -15,7 +15,8 @@ RULES = REPO / "workflow" / "rules"
 SCRIPTS = REPO / "workflow" / "scripts"
 # import name -> conda-forge package name, where they differ
 CONDA_NAME = {"yaml": "pyyaml", "sklearn": "scikit-learn", "torch": "pytorch", "torch_geometric": "pytorch_geometric",
-              "matplotlib": "matplotlib-base", "igraph": "python-igraph", "PIL": "pillow"}
+              "matplotlib": "matplotlib-base", "igraph": "python-igraph", "PIL": "pillow",
+              "umap": "umap-learn"}
 
 
 def rules() -> list[tuple[str, str]]:
