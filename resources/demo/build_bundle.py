@@ -14,7 +14,6 @@ of the stored file). It prints the sha256 of every stored dataset for config/dat
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import shutil
 import subprocess
