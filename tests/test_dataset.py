@@ -116,3 +116,38 @@ def test_protein_counts_must_be_counts():
     prot = pd.DataFrame({"CD3": [1.0, 2.5, 3.0]}, index=["c0", "c1", "c2"])
     with pytest.raises(DataError, match="protein counts is not integer"):
         canonical(make(x, ["GENEA", "GENEB"], obsm={"protein": prot}), modality="cite")
+
+
+def test_a_subset_cannot_run_code(tmp_path):
+    """The old pandas-eval subset ran this payload during ingest; the filter language rejects it."""
+    marker = tmp_path / "pwned"
+    meta = pd.DataFrame({"slice": ["1", "2"]}, index=["c0", "c1"])
+    for payload in (f"@pd.io.common.os.system('touch {marker}') == 0", f"slice.to_csv('{marker}') == 1",
+                    f"__import__('os').system('touch {marker}') == 0"):
+        with pytest.raises(DataError, match="subset"):
+            canonical(make(random_counts(2, 2), ["GENEA", "GENEB"]), metadata=meta, subset=payload)
+    assert not marker.exists()
+
+
+def test_cite_without_proteins_is_an_error():
+    with pytest.raises(DataError, match="a cite dataset needs protein \\(ADT\\) counts"):
+        canonical(make(random_counts(3, 2), ["GENEA", "GENEB"]), modality="cite")
+
+
+@pytest.mark.parametrize("coords,axes", [
+    (np.full((4, 2), 7.0), "x and y"),
+    (np.array([[0.0, 1.0], [0.0, 2.0], [0.0, 3.0], [0.0, 4.0]]), "x"),
+])
+def test_spatial_coordinates_must_spread(coords, axes):
+    adata = make(random_counts(4, 2), ["GENEA", "GENEB"], obsm={"spatial": coords})
+    with pytest.raises(DataError, match=f"all 4 spots share one {axes} coordinate"):
+        canonical(adata, modality="spatial")
+
+
+def test_gene_table_share_is_checked_and_flagged(caplog):
+    ok = canonical(make(random_counts(3, 3), ["GENEA", "NEW1", "NEW2"]), min_gene_table_frac=0.5)
+    check = ok.uns["checks"]["min_gene_table_frac"]
+    assert check["value"] == pytest.approx(1 / 3) and check["flagged"] is True  # the table knows GENEA only
+    assert "check min_gene_table_frac" in caplog.text and "below the limit 0.5" in caplog.text
+    fine = canonical(make(random_counts(3, 2), ["GENEA", "GENEC"]), min_gene_table_frac=0.5)
+    assert fine.uns["checks"]["min_gene_table_frac"]["flagged"] is False

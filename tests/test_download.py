@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from genegraph.download import fetch, read_lock, sha256_path
+from genegraph.download import fetch, read_lock, remove_stale, sha256_path
 from genegraph.errors import DataError
 
 PAYLOAD = bytes(range(256)) * 4000  # ~1 MB, several read chunks
@@ -166,3 +166,30 @@ def test_local_file_and_directory_sources(tmp_path):
 def test_unsupported_scheme(tmp_path):
     with pytest.raises(DataError, match="unsupported scheme 'ftp'"):
         fetch("ftp://example.org/x.txt", tmp_path / "d")
+
+
+def test_a_failed_refetch_keeps_the_previous_good_copy(server, tmp_path):
+    url = f"{server.url}/ok/data.bin"
+    fetch(url, tmp_path / "d", sha256=SHA, retries=0)
+    # an edited row with a wrong sha256: the new copy is discarded, the good one stays
+    with pytest.raises(DataError, match="sha256 mismatch"):
+        fetch(url, tmp_path / "d", sha256="0" * 64, retries=0)
+    assert leftovers(tmp_path / "d") == ["data.bin"] and (tmp_path / "d" / "data.bin").read_bytes() == PAYLOAD
+    # a changed upstream file does not replace it either
+    server.payload = b"changed upstream"
+    with pytest.raises(DataError, match="sha256 mismatch"):
+        fetch(url, tmp_path / "d", sha256=hashlib.sha256(b"other").hexdigest(), retries=0)
+    assert (tmp_path / "d" / "data.bin").read_bytes() == PAYLOAD
+    # a good fetch replaces it
+    server.payload = PAYLOAD
+    got = fetch(url, tmp_path / "d", sha256=SHA, retries=0)
+    assert got.origin.startswith("url:") and leftovers(tmp_path / "d") == ["data.bin"]
+
+
+def test_stale_copies_of_an_earlier_source_are_removed(tmp_path):
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for name in ("old.h5ad", "new.h5ad", "download.json", ".new.h5ad.part"):
+        (folder / name).write_text("x")
+    remove_stale(folder, keep={"new.h5ad", "download.json"})
+    assert leftovers(folder) == [".new.h5ad.part", "download.json", "new.h5ad"]

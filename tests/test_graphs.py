@@ -76,3 +76,36 @@ def test_graph_file_from_real_cscore_run():
     assert set(np.unique(sign)) <= {-1.0, 0.0, 1.0}
     with pytest.raises(DataError, match="same order"):
         coexpression_graph(features[::-1].copy(), result, EdgeRule())
+
+
+def _features(counts: np.ndarray, depth: np.ndarray) -> ad.AnnData:
+    genes = [f"G{i}" for i in range(counts.shape[1])]
+    return ad.AnnData(X=np.zeros((counts.shape[1], counts.shape[0]), dtype=np.float32), obs=pd.DataFrame(index=genes),
+                      var=pd.DataFrame({"depth": depth.astype(float)}, index=[f"c{i}" for i in range(len(depth))]),
+                      layers={"counts": sp.csr_matrix(counts.T.astype(np.int32))},
+                      uns={"checks": {"min_gene_table_frac": {"value": 1.0, "limit": 0.5, "bound": "min",
+                                                              "flagged": False, "what": "x"}}})
+
+
+def test_degenerate_cscore_results_are_flagged(caplog):
+    rng = np.random.default_rng(3)
+    tiny = rng.poisson(1.0, size=(5, 40))  # 5 cells: variance estimates and correlations break down
+    depth = tiny.sum(1) + 20
+    result = cscore(sp.csr_matrix(tiny), depth, genes=[f"G{i}" for i in range(40)])
+    graph = coexpression_graph(_features(tiny, depth), result, EdgeRule(), max_invalid_variance_frac=0.1,
+                               max_clipped_frac=0.01)
+    checks = graph.uns["checks"]
+    assert set(checks) == {"min_gene_table_frac", "max_invalid_variance_frac", "max_clipped_frac"}  # carried on
+    invalid = float(np.mean(~(result.sigma2 > 0)))
+    assert checks["max_invalid_variance_frac"]["value"] == pytest.approx(invalid) and invalid > 0.1
+    assert checks["max_invalid_variance_frac"]["flagged"] and checks["max_clipped_frac"]["flagged"]
+    assert result.clipped_frac > 0.01
+    assert "check max_invalid_variance_frac" in caplog.text and "check max_clipped_frac" in caplog.text
+
+    latent = rng.gamma(2.0, 1.0, size=(400, 40))  # independent genes
+    healthy = rng.poisson(latent * rng.uniform(0.5, 2.0, size=(1, 40)))
+    depth = healthy.sum(1) + 200
+    result = cscore(sp.csr_matrix(healthy), depth, genes=[f"G{i}" for i in range(40)])
+    graph = coexpression_graph(_features(healthy, depth), result, EdgeRule(), max_invalid_variance_frac=0.1,
+                               max_clipped_frac=0.01)
+    assert not any(c["flagged"] for c in graph.uns["checks"].values())

@@ -317,3 +317,13 @@ def test_losses_decrease_on_real_graphs(tmp_path, real_graphs):
     assert last["total"] < first["total"] - 0.2, (first["total"], last["total"])
     emb = ad.read_h5ad(res["embeddings"])
     assert emb.obs["in_all_datasets"].any() and not emb.obs["in_all_datasets"].all()
+
+
+def test_a_truncated_checkpoint_is_not_resumed(tmp_path, panel, caplog):
+    first = _train(panel, tmp_path / "run", epochs=4, checkpoint_every=2)
+    ckpt = Path(first["checkpoint"])
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    again = _train(panel, tmp_path / "run", epochs=6, checkpoint_every=2)
+    assert again["resumed_from_epoch"] == 0 and "ignoring unreadable checkpoint" in caplog.text
+    fresh = _train(panel, tmp_path / "fresh", epochs=6, checkpoint_every=2)
+    assert np.array_equal(_embeddings(fresh), _embeddings(again))

@@ -64,3 +64,11 @@ def test_figure_draws():
     _, _, metrics = run_qc(dataset(), QCParams(min_genes=2, min_cells=1, max_pct_mt=50))
     fig = plot_qc(metrics, QCParams(min_genes=2, max_pct_mt=50), "toy")
     assert len(fig.axes) == 5  # 4 panels + colour bar
+
+
+def test_too_few_cells_after_qc_is_an_error():
+    with pytest.raises(DataError, match="only 4 cells remain after QC \\(of 6\\), fewer than "
+                                        "checks.min_dataset_cells = 5"):
+        run_qc(dataset(), QCParams(min_genes=2, min_cells=1, max_pct_mt=50), min_dataset_cells=5)
+    out, _, _ = run_qc(dataset(), QCParams(min_genes=2, min_cells=1, max_pct_mt=50), min_dataset_cells=4)
+    assert out.n_obs == 4

@@ -66,6 +66,11 @@ def test_10x_h5_gzipped_in_folder_with_positions(tmp_path):
     # pixel column is x, pixel row is y; rows joined by barcode, not by order
     assert got.obsm["spatial"][0].tolist() == [204.0, 104.0]
     assert got.obs["array_row"].tolist() == [4, 3, 2, 1, 0]
+    # a sheet's positions path stays inside the dataset's folder
+    (tmp_path / "outside.csv").write_text("B0-1,1,0,0,0,0\n")
+    for escape in ("../outside.csv", str(tmp_path / "outside.csv")):
+        with pytest.raises(DataError, match="must be a path inside the dataset's folder"):
+            read_counts(folder, "10x_h5", spatial_key=escape)
 
 
 def test_10x_mtx_v3_and_v2(tmp_path):

@@ -62,3 +62,55 @@ def test_non_numeric_override(tmp_path):
     path = sheet(tmp_path, f"d1\tscrna\tblood\thuman\ta.h5ad\t\th5ad\tsymbol\tmany", header=HEADER + "\tmin_genes")
     with pytest.raises(DataError, match="column 'min_genes': 'many' is not of type 'integer', 'null'"):
         load_sheet(path, SCHEMA)
+
+
+def test_empty_sha256_is_allowed_and_means_not_set(tmp_path):
+    table = load_sheet(sheet(tmp_path, "d1\tscrna\tblood\thuman\ta.h5ad\t\th5ad\tsymbol"), SCHEMA)
+    assert table.loc["d1", "sha256"] is None
+
+
+def test_trailing_tabs_are_tolerated(tmp_path):
+    row = f"d1\tscrna\tblood\thuman\ta.h5ad\t{SHA}\th5ad\tsymbol\t\t\t"
+    table = load_sheet(sheet(tmp_path, row), SCHEMA)
+    assert table.loc["d1", "modality"] == "scrna" and table.loc["d1", "gene_id"] == "symbol"
+
+
+def test_extra_fields_name_the_row_and_the_field_counts(tmp_path):
+    row = f"d1\tscrna\tblood\thuman\ta.h5ad\t{SHA}\th5ad\tsymbol\textra"
+    with pytest.raises(DataError, match="datasets.tsv line 2: the row has 9 fields, the header has 8"):
+        load_sheet(sheet(tmp_path, row), SCHEMA)
+
+
+def test_short_rows_are_padded(tmp_path):
+    path = sheet(tmp_path, f"d1\tscrna\tblood\thuman\ta.h5ad\t{SHA}\th5ad\tsymbol", header=HEADER + "\tbatch_key")
+    assert load_sheet(path, SCHEMA).loc["d1", "batch_key"] is None
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "# only a comment\n"])
+def test_empty_sheet_is_a_sheet_error(tmp_path, content):
+    path = tmp_path / "datasets.tsv"
+    path.write_text(content)
+    with pytest.raises(DataError, match="dataset sheet .* is empty: it needs a header row"):
+        load_sheet(path, SCHEMA)
+
+
+def test_line_numbers_count_comment_and_blank_lines(tmp_path):
+    path = tmp_path / "datasets.tsv"
+    path.write_text("\n".join([HEADER, "# a comment", "", f"d1\tproteomics\tblood\thuman\ta.h5ad\t\th5ad\tsymbol"]))
+    with pytest.raises(DataError, match="datasets.tsv line 4 \\(dataset 'd1'\\), column 'modality'"):
+        load_sheet(path, SCHEMA)
+
+
+def test_values_are_literal_with_quotes_and_hashes(tmp_path):
+    row = "d1\tscrna\tblood\thuman\thttps://x.org/a.h5ad#v2\t\th5ad\tsymbol\tcelltype == \"B cell\""
+    table = load_sheet(sheet(tmp_path, row, header=HEADER + "\tsubset"), SCHEMA)
+    assert table.loc["d1", "source"] == "https://x.org/a.h5ad#v2"
+    assert table.loc["d1", "subset"] == 'celltype == "B cell"'
+
+
+@pytest.mark.parametrize("subset", ["@pd.io.common.os.system('touch x') == 0", "__import__('os') == 1",
+                                    "slice.to_csv('x') == 1"])
+def test_a_subset_outside_the_filter_language_stops_at_parse_time(tmp_path, subset):
+    row = f"d1\tscrna\tblood\thuman\ta.h5ad\t\th5ad\tsymbol\t{subset}"
+    with pytest.raises(DataError, match="line 2 \\(dataset 'd1'\\), column 'subset': subset"):
+        load_sheet(sheet(tmp_path, row, header=HEADER + "\tsubset"), SCHEMA)

@@ -3,16 +3,24 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
 from genegraph.errors import DataError  # noqa: E402
+from genegraph.integrity import mark_damaged  # noqa: E402
 from genegraph.gene_sets import msigdb_url  # noqa: E402
 from genegraph.sheet import load_schema, load_sheet  # noqa: E402
 
 validate(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
+
+# A finished file that cannot be read back (truncated h5ad or checkpoint) is marked outdated so that it is
+# recomputed, never handed to the next job as good. Only the main process sweeps (not a job re-parsing this file).
+if workflow.is_main_process:
+    for _path, _why in mark_damaged(Path("results")):
+        logger.warning(f"{_path} is damaged ({_why}): it is recomputed, with everything after it")
 
 try:
     SHEET = load_sheet(config["datasets"], load_schema(REPO / "workflow" / "schemas" / "datasets.schema.yaml"))

@@ -1,10 +1,12 @@
-# The only rules that touch the network. Local rules: they run on the submit host, which on most
-# clusters is the only node with internet access.
+# Dataset downloads. Local rules: they run on the submit host, which on most clusters is the only node
+# with internet access. The declared output is the manifest: the verified source files beside it are
+# replaced only after a new copy is verified, so a failed re-download (Snakemake deletes a failed job's
+# outputs) leaves the last good copy in place.
 
 
 rule download_dataset:
     output:
-        directory("resources/downloads/{dataset}"),
+        "resources/downloads/{dataset}/download.json",
     params:
         source=ds("source"),
         sha256=ds("sha256"),

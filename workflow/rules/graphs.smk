@@ -15,6 +15,8 @@ rule coexpression:
         keep_diag=config["coexpression"]["keep_diag"],
         dtype=config["coexpression"]["dtype"],
         device=config["coexpression"]["device"],
+        max_invalid_variance_frac=config["checks"]["max_invalid_variance_frac"],
+        max_clipped_frac=config["checks"]["max_clipped_frac"],
     log:
         "logs/coexpression/{dataset}.log",
     benchmark:

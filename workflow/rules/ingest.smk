@@ -3,7 +3,7 @@
 
 rule ingest:
     input:
-        source="resources/downloads/{dataset}",
+        source="resources/downloads/{dataset}/download.json",
         gene_table=gene_table,
     output:
         "results/{dataset}/dataset.h5ad",
@@ -21,6 +21,7 @@ rule ingest:
         subset=ds("subset"),
         batch_key=ds("batch_key"),
         celltype_key=ds("celltype_key"),
+        min_gene_table_frac=config["checks"]["min_gene_table_frac"],
     log:
         "logs/ingest/{dataset}.log",
     benchmark:

@@ -25,6 +25,7 @@ rule qc:
         max_pct_mt=qc_param("max_pct_mt"),
         mad_outliers=qc_param("mad_outliers"),
         mt_prefix=config["qc"]["mt_prefix"],
+        min_dataset_cells=config["checks"]["min_dataset_cells"],
     log:
         "logs/qc/{dataset}.log",
     benchmark:

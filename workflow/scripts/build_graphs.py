@@ -2,6 +2,7 @@
 
 import anndata as ad
 
+from genegraph.checks import carried
 from genegraph.gene_sets import read_gmt
 from genegraph.io import write_h5ad, write_json
 from genegraph.logs import rule_context
@@ -20,6 +21,6 @@ with rule_context(smk.log[0], smk.wildcards.dataset):
         hallmark_species=p.hallmark_species, min_score=p.min_score, channels=p.channels,
         weighting=p.weighting, min_cosine=p.min_cosine,
     )
-    write_json({"dataset": smk.wildcards.dataset, **figures,
-                "coexpr_stats": graph.uns["graph"]["coexpr"]["stats"]}, smk.output.coverage)
+    write_json({"dataset": smk.wildcards.dataset, **figures, "coexpr_stats": graph.uns["graph"]["coexpr"]["stats"],
+                "checks": carried(graph.uns)}, smk.output.coverage)
     write_h5ad(graph, smk.output.graph)

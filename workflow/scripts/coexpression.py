@@ -16,4 +16,6 @@ with rule_context(smk.log[0], smk.wildcards.dataset) as log:
     log.info("read %s: %d genes x %d cells", smk.input[0], features.n_obs, features.n_vars)
     result = cscore(features.layers["counts"].T.tocsr(), features.var["depth"].to_numpy(),
                     genes=list(features.obs_names), device=p.device, dtype=p.dtype, num_threads=smk.threads)
-    write_h5ad(coexpression_graph(features, result, rule), smk.output[0])
+    graph = coexpression_graph(features, result, rule, max_invalid_variance_frac=p.max_invalid_variance_frac,
+                               max_clipped_frac=p.max_clipped_frac)
+    write_h5ad(graph, smk.output[0])

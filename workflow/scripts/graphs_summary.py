@@ -4,6 +4,7 @@ import json
 
 import pandas as pd
 
+from genegraph.checks import flat
 from genegraph.io import write_tsv
 from genegraph.logs import rule_context
 
@@ -13,8 +14,9 @@ with rule_context(smk.log[0]) as log:
     for path in smk.input:
         figures = json.loads(open(path).read())
         stats = figures.pop("coexpr_stats")
-        rows.append({**{f"coexpr_{k}": v for k, v in stats.items()}, **figures})
+        checks = figures.pop("checks", {})
+        rows.append({**{f"coexpr_{k}": v for k, v in stats.items()}, **figures, **flat(checks)})
     table = pd.DataFrame(rows).set_index("dataset").reset_index()
     write_tsv(table, smk.output[0])
-    cols = ["dataset", "coexpr_n_genes", "coexpr_density", "string_frac_with_edge", "hallmark_in_set_frac"]
+    cols = ["dataset", "coexpr_n_genes", "coexpr_density", "string_frac_with_edge", "hallmark_in_set_frac", "flags"]
     log.info("gene graphs of %d datasets:\n%s", len(table), table[[c for c in cols if c in table]].to_string(index=False))

@@ -12,7 +12,7 @@ from genegraph.readers import read_counts
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 p = smk.params
 with rule_context(smk.log[0], smk.wildcards.dataset) as log:
-    manifest = json.loads((Path(smk.input.source) / "download.json").read_text())
+    manifest = json.loads(Path(smk.input.source).read_text())
     raw = read_counts(
         Path(manifest["source"]["path"]),
         p.format,
@@ -34,6 +34,7 @@ with rule_context(smk.log[0], smk.wildcards.dataset) as log:
         subset=p.subset,
         batch_key=p.batch_key,
         celltype_key=p.celltype_key,
+        min_gene_table_frac=p.min_gene_table_frac,
         provenance={
             "tissue": p.tissue,
             "species": p.species,

@@ -21,7 +21,7 @@ with rule_context(smk.log[0], dataset) as log:
     )
     adata = ad.read_h5ad(smk.input[0])
     log.info("read %s: %d cells x %d genes; %s", smk.input[0], adata.n_obs, adata.n_vars, params)
-    qcd, steps, metrics = run_qc(adata, params)
+    qcd, steps, metrics = run_qc(adata, params, min_dataset_cells=p.min_dataset_cells)
     save_figure(plot_qc(metrics, params, title=dataset), smk.output.figure)
     write_tsv(steps.assign(dataset=dataset), smk.output.metrics)
     write_h5ad(qcd, smk.output.h5ad)

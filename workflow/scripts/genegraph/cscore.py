@@ -105,7 +105,8 @@ class CSCoreResult:
     ``sigma2``: the IRLS mean and the **raw** variance of the latent expression per gene (sigma2 may be
     negative; such genes are the ones zeroed in ``est``). ``n_passes``: IRLS passes run (at most n_iter + 1);
     ``converged``: whether the stopping rule was met. ``genes``: the gene names when known (from
-    :func:`cscore_adata`), else None. All arrays are float64 numpy arrays.
+    :func:`cscore_adata`), else None. ``clipped_frac``: share of off-diagonal estimates clipped to [-1, 1] by
+    the post-processing. All arrays are float64 numpy arrays.
     """
 
     est: np.ndarray
@@ -116,6 +117,7 @@ class CSCoreResult:
     n_passes: int
     converged: bool
     genes: tuple[str, ...] | None = None
+    clipped_frac: float = 0.0
 
     def edges(self, alpha: float = 0.005) -> np.ndarray:
         """Boolean p x p adjacency of pairs with p-value < ``alpha`` (diagonal False, NaN p is no edge)."""
@@ -413,8 +415,9 @@ def _pairs(
     return est, stat
 
 
-def _post_process(est: np.ndarray) -> None:
-    """In place: zero genes with Inf/NaN diagonal, set the diagonal to 1, clip to [-1, 1] (§1.6)."""
+def _post_process(est: np.ndarray) -> float:
+    """In place: zero genes with Inf/NaN diagonal, set the diagonal to 1, clip to [-1, 1] (§1.6). Returns the
+    share of off-diagonal estimates that were clipped."""
     p = est.shape[0]
     bad = ~np.isfinite(np.diagonal(est))
     if bad.any():
@@ -429,6 +432,7 @@ def _post_process(est: np.ndarray) -> None:
     log.info("CS-CORE: %.4f%% of co-expression estimates were > 1 and set to 1, %.4f%% were < -1 and set to -1",
              100.0 * np.count_nonzero(upper > 1) / n_pairs, 100.0 * np.count_nonzero(upper < -1) / n_pairs)
     np.clip(est, -1.0, 1.0, out=est)  # NaN stays NaN, as in R
+    return float(np.count_nonzero(np.abs(upper) > 1) / n_pairs)
 
 
 def _two_sided_p(stat: np.ndarray, rows: int = 1024) -> np.ndarray:
@@ -547,11 +551,10 @@ def cscore(
     finally:
         if num_threads is not None:
             torch.set_num_threads(old_threads)
-    if post_process:
-        _post_process(est)
+    clipped = _post_process(est) if post_process else 0.0
     pval = _two_sided_p(stat)
     return CSCoreResult(est=est, p_value=pval, test_stat=stat, mu=mu, sigma2=sigma2, n_passes=passes,
-                        converged=converged, genes=genes)
+                        converged=converged, genes=genes, clipped_frac=clipped)
 
 
 def cscore_adata(

@@ -22,6 +22,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from .cell_filter import select_cells
+from .checks import record
 from .counts import to_integer_csr, validate_counts
 from .errors import DataError
 from .genes import normalise_genes
@@ -84,11 +86,14 @@ def build_canonical(
     batch_key: str | None = None,
     celltype_key: str | None = None,
     provenance: dict[str, Any] | None = None,
+    min_gene_table_frac: float = 0.0,
 ) -> ad.AnnData:
     """Turn a reader's output into the canonical dataset AnnData (see module docstring).
 
     Raises :class:`DataError` for non-integer, negative or NaN counts, an empty matrix, spatial data
-    without coordinates, unknown batch/celltype columns and a subset that selects no cell.
+    without coordinates or with coordinates that do not spread in 2-D, a ``cite`` dataset without proteins,
+    unknown batch/celltype columns and a subset that selects no cell. Records the share of genes found in
+    the gene table as the check ``min_gene_table_frac`` (flagged below that limit).
     """
     if modality not in MODALITIES:
         raise DataError(f"unknown modality '{modality}' (one of {', '.join(MODALITIES)})")
@@ -99,17 +104,15 @@ def build_canonical(
     if metadata is not None:
         join_metadata(adata, metadata, metadata_name)
     if subset:
-        try:
-            keep = adata.obs.eval(subset)
-        except Exception as err:  # pandas raises many kinds for a bad expression
-            raise DataError(f"subset '{subset}' cannot be evaluated on the cell annotations "
-                            f"({', '.join(map(str, adata.obs.columns)) or 'none'}): {err}") from err
-        keep = np.asarray(keep, dtype=bool)
+        keep = select_cells(adata.obs, subset)
         if not keep.any():
             raise DataError(f"subset '{subset}' selects no cell")
         adata = adata[keep].copy()
         log.info("subset '%s' kept %d cells", subset, adata.n_obs)
     adata.X = to_integer_csr(adata.X, what="count matrix")
+    if modality == "cite" and "protein" not in adata.obsm:
+        raise DataError("a cite dataset needs protein (ADT) counts, and the source has none: set protein_key "
+                        "(h5ad obsm key or R object) or give a source with antibody-capture features")
     if "protein" in adata.obsm:
         adata.obsm["protein"] = integer_frame(adata.obsm["protein"], what="protein counts")
     adata = normalise_genes(adata, gene_id=gene_id, table=gene_table, prefix=gene_prefix)
@@ -120,6 +123,11 @@ def build_canonical(
         coords = np.asarray(coords, dtype=float)
         if coords.ndim != 2 or coords.shape[1] != 2 or not np.isfinite(coords).all():
             raise DataError(f"spatial coordinates must be finite, spots x 2 (got shape {coords.shape})")
+        flat = [axis for axis, values in zip("xy", coords.T) if np.ptp(values) == 0]
+        if adata.n_obs > 1 and flat:
+            raise DataError(f"all {adata.n_obs} spots share one {' and '.join(flat)} coordinate "
+                            f"({coords[0, 0]:g}, {coords[0, 1]:g}): the spatial statistics need spots spread in 2-D "
+                            "(check spatial_key)")
     keys = {"batch": batch_key, "celltype": celltype_key}
     for std, key in keys.items():
         if key:
@@ -129,6 +137,9 @@ def build_canonical(
             adata.obs[std] = adata.obs[key].astype(str).to_numpy()
     adata.obs = _clean_obs(adata.obs)
     adata.uns["dataset"] = {"id": dataset, "modality": modality, **(provenance or {})}
+    mapping = adata.uns["gene_mapping"]
+    record(adata.uns, "min_gene_table_frac", mapping["n_mapped"] / max(mapping["n_features"], 1),
+           min_gene_table_frac, "min", "share of the source's genes found in the species' gene table")
     log.info("dataset %s: %d cells x %d genes, %d non-zero counts", dataset, adata.n_obs, adata.n_vars, adata.X.nnz)
     return adata
 

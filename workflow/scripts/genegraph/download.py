@@ -170,6 +170,10 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
 def local_path(source: str, base_dir: Path) -> Path | None:
     """The local path of a ``file://`` or relative source; None for http(s) URLs."""
     scheme = urllib.parse.urlparse(source).scheme
@@ -200,8 +204,9 @@ def fetch(
     ``sha256``: expected hex digest; when None the lock file's entry for this source is used, and when there
     is none either, the digest of what was fetched is recorded there. Sources are tried in this order: the
     mirror (by name, then by sha256), then the source itself (copied for local paths, downloaded with
-    ``retries`` extra attempts and exponential ``backoff`` seconds for URLs). A mismatching or partial
-    file is removed before the error is raised.
+    ``retries`` extra attempts and exponential ``backoff`` seconds for URLs). The new copy is fetched to a
+    temporary name and replaces a previous one only after it is verified: a mismatching or partial file is
+    removed before the error is raised, and the previous copy stays.
     """
     expected = sha256.lower() if sha256 else None
     recorded_before = read_lock(lock_file).get(source) if lock_file is not None else None
@@ -237,9 +242,9 @@ def fetch(
     except BaseException:
         _remove(tmp)
         raise
-    _remove(dest)
+    _remove(dest)  # only now, after verification: a failed fetch leaves the previous good copy in place
     os.replace(tmp, dest)
-    nbytes = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file()) if dest.is_dir() else dest.stat().st_size
+    nbytes = _size(dest)
     recorded = False
     if lock_file is not None and recorded_before is None and sha256 is None:
         record_lock(lock_file, source, digest)
@@ -260,3 +265,11 @@ def _download_with_retries(url: str, tmp: Path, *, retries: int, backoff: float,
             wait = backoff * 2**attempt
             log.warning("download of %s failed (%s); retry %d/%d in %.1f s", url, err, attempt + 1, retries, wait)
             time.sleep(wait)
+
+
+def remove_stale(folder: Path, keep: set[str]) -> None:
+    """Remove what a download folder holds besides the names in ``keep`` (copies of an earlier source)."""
+    for path in sorted(folder.iterdir()):
+        if path.name not in keep and not path.name.startswith("."):
+            log.info("removing %s: no longer this dataset's source", path)
+            _remove(path)

@@ -50,6 +50,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .counts import to_integer_csr
+from .checks import carried
 from .errors import DataError
 from .sct_fit import fit_step1
 from .sct_regularise import regularise
@@ -483,7 +484,8 @@ def gene_centric(qc: ad.AnnData, sct: ad.AnnData, depth_key: str = "depth_all") 
             var[col] = qc.obs[col].to_numpy()
     out = ad.AnnData(X=np.ascontiguousarray(sct.X.T, dtype=np.float32), obs=obs, var=var,
                      layers={"counts": counts},
-                     uns={"dataset": dict(qc.uns.get("dataset", {})), "sctransform": dict(sct.uns["sctransform"])})
+                     uns={"dataset": dict(qc.uns.get("dataset", {})), "sctransform": dict(sct.uns["sctransform"]),
+                          "checks": carried(qc.uns)})
     if "spatial" in qc.obsm:
         out.varm["spatial"] = np.asarray(qc.obsm["spatial"], dtype=float)
     return out

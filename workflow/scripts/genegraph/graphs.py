@@ -19,6 +19,7 @@ import anndata as ad
 import numpy as np
 import scipy.sparse as sp
 
+from .checks import carried, record
 from .errors import DataError
 
 if TYPE_CHECKING:  # annotations only: reading graph files must not need torch
@@ -149,8 +150,13 @@ def read_graph(path: str | Path, obsp_keys: Sequence[str] = ("coexpr",)) -> ad.A
     return check_graph(graph, str(path), obsp_keys)
 
 
-def coexpression_graph(features: ad.AnnData, result: CSCoreResult, rule: EdgeRule) -> ad.AnnData:
-    """The gene-graph AnnData of a feature file (genes x cells) and its CS-CORE result (same gene order)."""
+def coexpression_graph(features: ad.AnnData, result: CSCoreResult, rule: EdgeRule,
+                       max_invalid_variance_frac: float = 1.0, max_clipped_frac: float = 1.0) -> ad.AnnData:
+    """The gene-graph AnnData of a feature file (genes x cells) and its CS-CORE result (same gene order).
+
+    Records the checks ``max_invalid_variance_frac`` (share of genes whose latent variance estimate is not
+    positive: CS-CORE zeroes their co-expressions) and ``max_clipped_frac`` (share of estimates clipped to
+    [-1, 1]) in ``uns['checks']``, flagged above those limits."""
     genes = [str(g) for g in features.obs_names]
     if result.genes is not None and list(result.genes) != genes:
         raise DataError("the CS-CORE result's genes are not the feature file's genes in the same order")
@@ -166,6 +172,12 @@ def coexpression_graph(features: ad.AnnData, result: CSCoreResult, rule: EdgeRul
         graph.obsp["coexpr_sign"] = sp.csr_matrix(adj.multiply(np.sign(result.est)).astype(np.float32))
         edge_types.append("coexpr_sign")
     stats = graph_stats(adj)
+    graph.uns["checks"] = carried(features.uns)
+    invalid = float(np.mean(~(np.asarray(result.sigma2) > 0))) if len(genes) else 0.0
+    record(graph.uns, "max_invalid_variance_frac", invalid, max_invalid_variance_frac, "max",
+           "share of genes with a non-positive CS-CORE variance estimate")
+    record(graph.uns, "max_clipped_frac", result.clipped_frac, max_clipped_frac, "max",
+           "share of CS-CORE co-expression estimates clipped to [-1, 1]")
     graph.uns["edge_types"] = edge_types
     graph.uns["graph"] = {"coexpr": {"rule": {k: v for k, v in asdict(rule).items() if v is not None},
                                      "stats": stats, "cscore_passes": int(result.n_passes),

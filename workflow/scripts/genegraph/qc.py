@@ -74,12 +74,14 @@ def _cell_filters(metrics: pd.DataFrame, p: QCParams) -> list[tuple[str, np.ndar
     return steps
 
 
-def run_qc(adata: ad.AnnData, params: QCParams) -> tuple[ad.AnnData, pd.DataFrame, pd.DataFrame]:
+def run_qc(adata: ad.AnnData, params: QCParams, min_dataset_cells: int = 1
+           ) -> tuple[ad.AnnData, pd.DataFrame, pd.DataFrame]:
     """Filter ``adata`` (canonical dataset: integer CSR counts, symbol var_names).
 
     Returns the QC'd AnnData, the step table (one row per filter: cells/genes before and after) and the
     per-cell metrics of **all** input cells with a ``kept`` column (for the figure). A filter that leaves
-    no cell or no gene raises :class:`DataError` naming it.
+    no cell or no gene raises :class:`DataError` naming it, and so does a result with fewer than
+    ``min_dataset_cells`` cells.
     """
     x = sp.csr_matrix(adata.X)
     mito = is_mitochondrial(adata.var_names, params.mt_prefix)
@@ -106,6 +108,9 @@ def run_qc(adata: ad.AnnData, params: QCParams) -> tuple[ad.AnnData, pd.DataFram
     rows.append({"step": f"genes: not mitochondrial ({params.mt_prefix})", "cells": int(keep.sum()),
                  "genes": int(gene_keep.sum())})
 
+    if keep.sum() < min_dataset_cells:
+        raise DataError(f"only {int(keep.sum())} cells remain after QC (of {adata.n_obs}), fewer than "
+                        f"checks.min_dataset_cells = {min_dataset_cells}: too few for co-expression statistics")
     out = adata[keep, gene_keep].copy()
     out.X = sp.csr_matrix(xc[:, gene_keep])
     for col in metrics.columns:

@@ -211,7 +211,11 @@ def _from_features(x: sp.csr_matrix, barcodes, ids, names, types_) -> ad.AnnData
 def _attach_positions(adata: ad.AnnData, folder: Path, positions: str | None) -> None:
     """Add Space Ranger spot positions (pixel x = column, y = row) as ``obsm['spatial']``."""
     if positions:
-        candidates = [folder / positions]
+        rel = Path(positions)
+        if rel.is_absolute() or ".." in rel.parts:
+            raise DataError(f"spatial_key '{positions}' must be a path inside the dataset's folder "
+                            "(no absolute path, no '..')")
+        candidates = [folder / rel]
     else:
         candidates = [folder / "spatial" / n for n in (
             "tissue_positions_list.csv", "tissue_positions_list.csv.gz",

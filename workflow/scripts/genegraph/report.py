@@ -222,7 +222,10 @@ def build_report(inp: ReportInputs, title: str = "genegraph report") -> str:
         section("graphs", "Gene graphs",
                 "Per dataset: the CS-CORE co-expression graph (genes, edges, density with the diagonal, degree) and "
                 "the coverage of the prior-knowledge edge types (fraction of genes with at least one STRING edge, in "
-                "at least one hallmark set; edges per type).",
+                "at least one hallmark set; edges per type). The data checks (config 'checks'): share "
+                "of genes found in the species' gene table, of genes with an invalid CS-CORE variance and of "
+                "clipped co-expression estimates; a dataset past a limit shows the check's name in the flags "
+                "column (and its job log has a WARNING).",
                 img(figure_png(coverage_figure(inp.graphs_summary)), "graph coverage",
                     "Co-expression density and STRING / hallmark coverage per dataset.")
                 + table_html(_graph_columns(inp.graphs_summary))),
@@ -267,7 +270,9 @@ def _graph_columns(graphs: pd.DataFrame) -> pd.DataFrame:
     wanted = ["dataset", "coexpr_n_genes", "coexpr_n_edges", "coexpr_density", "coexpr_degree_median",
               "coexpr_isolated_genes", "string_edges", "string_frac_with_edge", "hallmark_edges",
               "hallmark_in_set_frac", "with_ortholog_frac"]
-    return graphs[[c for c in wanted if c in graphs]]
+    table = graphs[[c for c in wanted + sorted(c for c in graphs if c.startswith("check_")) if c in graphs]].copy()
+    table["flags"] = graphs["flags"].fillna("").astype(str) if "flags" in graphs else ""
+    return table
 
 
 def _function_columns(table: pd.DataFrame) -> pd.DataFrame:
