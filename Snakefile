@@ -27,11 +27,12 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/graphs.smk"
 include: "workflow/rules/priors.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/baselines.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_targets(),
-    default_target: True

@@ -2,7 +2,7 @@
 """Benchmark genegraph's CS-CORE against the measured speed of the original R code and the upstream Python port.
 
 Generates seeded negative-binomial counts (cells x genes, sparse int32, per-cell depth over a larger
-"all genes" total), runs :func:`genegraph.cscore.cscore` on them and prints a table of wall-clock seconds,
+"all genes" total), runs :func:`genegraph.stats.cscore.cscore` on them and prints a table of wall-clock seconds,
 peak RSS and the speed ratio against the reference timings of ``shared/specs/cscore_sparkx.md`` §4 (R 4.2.2
 with reference BLAS, single-threaded, on a 2-core x86 machine; upstream CS-CORE_python with OpenBLAS).
 Each shape runs in its own subprocess so that its peak RSS is its own.
@@ -61,8 +61,8 @@ def simulate(n_cells: int, n_genes: int, seed: int = 1, chunk: int = 2000):
     counts = sp.vstack(parts, format="csr")
     # the depth counts all genes: the simulated ones plus the rest of the transcriptome
     other = rng.poisson(0.7 * depth)
-    depth_all = np.asarray(counts.sum(axis=1)).ravel() + other
-    return counts, depth_all.astype(np.float64)
+    total_counts = np.asarray(counts.sum(axis=1)).ravel() + other
+    return counts, total_counts.astype(np.float64)
 
 
 def _reset_peak() -> bool:
@@ -88,8 +88,7 @@ def _rss_mb(field: str) -> float | None:
 def worker(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
-
-    from genegraph.cscore import cscore, resolve_device
+    from genegraph.stats.cscore import cscore, resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,4 +1,5 @@
-"""Bench: seconds and peak memory of genegraph.features.sctransform on the SCTransform reference inputs.
+"""Bench: seconds and peak memory of genegraph.stats.sctransform.residuals.sctransform on the SCTransform
+reference inputs.
 
 Reads ``counts.mtx.gz`` of ``sctransform_pbmcA`` (10x PBMC, 2,896 cells x 13,939 genes) and
 ``sctransform_celseq2`` (274 x 28,142) in place from ``../shared/reference`` (or $GENEGRAPH_SHARED/reference)
@@ -20,8 +21,7 @@ import anndata as ad
 import pandas as pd
 import scipy.io
 import scipy.sparse as sp
-
-from genegraph.features import sctransform
+from genegraph.stats.sctransform.residuals import sctransform
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("GENEGRAPH_SHARED", REPO.parent / "shared")).resolve()

@@ -4,7 +4,7 @@
 Generates seeded negative-binomial counts (spots x genes, about 15 % non-zero, written straight into a CSR
 matrix with float32 values and int32 indices, as AnnData stores them) with uniformly random 2-D coordinates;
 one gene in ten has a spatial pattern (its mean is 4x higher inside a disc). Runs
-:func:`genegraph.sparkx.sparkx` on them and prints wall-clock seconds, peak RSS and the ratios against the
+:func:`genegraph.stats.sparkx.sparkx` on them and prints wall-clock seconds, peak RSS and the ratios against the
 reference figures of ``shared/specs/cscore_sparkx.md`` §4 (R 4.2.2, reference BLAS, ``numCores = 1``,
 ``option = "mixture"``, on a 2-core x86 machine; "elapsed" there is the library call only, peak RSS the whole
 R process including the simulated data).
@@ -134,8 +134,7 @@ def _read_bc():
 def worker(args: argparse.Namespace) -> None:
     import numba
     import numpy as np
-
-    from genegraph.sparkx import sparkx
+    from genegraph.stats.sparkx import sparkx
 
     # warm-up: load (or compile) numba's code for both paths on a tiny input
     rng = np.random.default_rng(0)

@@ -6,7 +6,7 @@ The panel: 15 graphs x 1000 genes with the cell counts (3,698-57,867; 410,048 in
 from a 3,000-gene pool (so pairs share ~1/3 of their genes). ``--scale 0.1`` divides the cell counts by 10
 (the CPU version); the number of genes stays 1000 (the row-MLP decoder is tied to it).
 
-It times :func:`genegraph.models.train.run_epoch` -- the training code itself -- after ``--warmup``
+It times :func:`genegraph.models.musegnn.train.run_epoch` -- the training code itself -- after ``--warmup``
 epochs (all pair tables are built before timing), and prints seconds per epoch, peak memory (CPU: the
 process's peak RSS; CUDA: max allocated) and the parameter count next to the closed form of spec §2.2.
 
@@ -35,9 +35,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
-from genegraph.models.musegnn import musegnn_parameter_count  # noqa: E402
-from genegraph.models.train import (  # noqa: E402
-    TrainConfig, init_state, make_graph, pair_tensors, resolve_device, run_epoch, train_step,
+from genegraph.models.musegnn.model import musegnn_parameter_count  # noqa: E402
+from genegraph.models.musegnn.train import (  # noqa: E402
+    TrainConfig,
+    init_state,
+    make_graph,
+    pair_tensors,
+    resolve_device,
+    run_epoch,
+    train_step,
 )
 
 #: spec §1.4: cells and edge density of the 15 heart graphs (D4 ... G19).

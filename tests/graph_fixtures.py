@@ -13,7 +13,8 @@ import scipy.sparse as sp
 
 def _graph_adata(x: np.ndarray, adj: np.ndarray, genes, counts: sp.csr_matrix, dataset: str, modality: str,
                  tissue: str, species: str, seed: int) -> ad.AnnData:
-    """Assemble the graph AnnData: genes x cells X, counts layer, coexpr/cscore/prior obsp, uns."""
+    """Assemble the graph AnnData (cells x genes): counts X, residuals layer from ``x`` (genes x cells),
+    coexpr/cscore/prior varp, uns."""
     rng = np.random.default_rng(seed + 1)
     n, c = x.shape
     upper = np.triu(rng.random((n, n)) < 0.05, 1)
@@ -24,16 +25,17 @@ def _graph_adata(x: np.ndarray, adj: np.ndarray, genes, counts: sp.csr_matrix, d
     hallmark = sets.astype(np.float32) @ sets.T.astype(np.float32)
     np.fill_diagonal(hallmark, 0)
     a = ad.AnnData(
-        X=x.astype(np.float32),
-        obs=pd.DataFrame({"ensembl": [f"ENSG{k:011d}" for k in range(n)]}, index=list(genes)),
-        var=pd.DataFrame({"depth": np.asarray(counts.sum(axis=1)).ravel()}, index=[f"cell{k}" for k in range(c)]),
+        X=sp.csr_matrix(counts, dtype=np.int32),
+        obs=pd.DataFrame({"total_counts": np.asarray(counts.sum(axis=1)).ravel()},
+                         index=[f"cell{k}" for k in range(c)]),
+        var=pd.DataFrame({"ensembl": [f"ENSG{k:011d}" for k in range(n)]}, index=list(genes)),
     )
-    a.layers["counts"] = sp.csr_matrix(counts.T, dtype=np.int32)
-    a.obsp["coexpr"] = sp.csr_matrix(adj.astype(np.float32))
-    a.obsp["cscore_rho"] = np.zeros((n, n), np.float32)
-    a.obsp["cscore_p"] = np.where(adj, 0.0, 0.5).astype(np.float32)
-    a.obsp["string"] = string
-    a.obsp["hallmark"] = sp.csr_matrix(hallmark)
+    a.layers["residuals"] = np.ascontiguousarray(x.T, dtype=np.float32)
+    a.varp["coexpr"] = sp.csr_matrix(adj.astype(np.float32))
+    a.varp["cscore_rho"] = np.zeros((n, n), np.float32)
+    a.varp["cscore_p"] = np.where(adj, 0.0, 0.5).astype(np.float32)
+    a.varp["string"] = string
+    a.varp["hallmark"] = sp.csr_matrix(hallmark)
     a.uns["edge_types"] = ["coexpr", "string", "hallmark"]
     a.uns["dataset"] = {"id": dataset, "modality": modality, "tissue": tissue, "species": species}
     return a

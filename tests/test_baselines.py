@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-
-from genegraph.baselines import METHODS, BaselineConfig, pca_embeddings, run_baseline
-from genegraph.baselines import autoencoders as ae
-from genegraph.baselines.data import GraphTensors, gcn_normalised, graph_tensors
-from genegraph.baselines.gnn import DenseGCNLayer, inner_product_loss, train_gae
-from genegraph.baselines.pca import pca_scores, scale_columns
-from genegraph.baselines.skipgram import train_skipgram
 from genegraph.errors import DataError
-from genegraph.metrics import edge_auc
+from genegraph.evaluate.gene_embedding.metrics import edge_auc
+from genegraph.models.baselines import METHODS, baseline_settings, pca_embeddings, run_baseline
+from genegraph.models.baselines import autoencoders as ae
+from genegraph.models.baselines.data import GraphTensors, gcn_normalised, graph_tensors
+from genegraph.models.baselines.gnn import DenseGCNLayer, inner_product_loss, train_gae
+from genegraph.models.baselines.pca import pca_scores, scale_columns
+from genegraph.models.baselines.skipgram import train_skipgram
+from genegraph.models.embeddings import embedding
 
 sys.path.insert(0, str(Path(__file__).parent))
 from graph_fixtures import synthetic_graph, write_graph  # noqa: E402
@@ -52,9 +52,9 @@ def _block_graph(n_blocks: int = 4, size: int = 12, n_cells: int = 16, seed: int
     rng = np.random.default_rng(seed)
     block = np.repeat(np.arange(n_blocks), size)
     g = synthetic_graph("blocks", [f"B{k}" for k in range(len(block))], n_cells=n_cells, seed=seed)
-    g.obsp["coexpr"] = sp.csr_matrix((block[:, None] == block[None, :]).astype(np.float32))
+    g.varp["coexpr"] = sp.csr_matrix((block[:, None] == block[None, :]).astype(np.float32))
     profiles = rng.normal(size=(n_blocks, n_cells))
-    g.X = (profiles[block] + 0.3 * rng.normal(size=(len(block), n_cells))).astype(np.float32)
+    g.layers["residuals"] = (profiles[block] + 0.3 * rng.normal(size=(len(block), n_cells))).T.astype(np.float32)
     return g
 
 
@@ -66,21 +66,22 @@ def _block_graph(n_blocks: int = 4, size: int = 12, n_cells: int = 16, seed: int
 def test_layout_and_determinism(method, graph_paths):
     emb = run_baseline(method, graph_paths, seed=0, cfg=FAST)
     graphs = [ad.read_h5ad(p) for p in graph_paths]
-    assert emb.shape == (sum(g.n_obs for g in graphs), 32) and emb.X.dtype == np.float32
-    assert np.isfinite(emb.X).all()
+    z = embedding(emb)
+    assert z.shape == (sum(g.n_vars for g in graphs), 32) and z.dtype == np.float32
+    assert np.isfinite(z).all()
     assert list(emb.obs.columns) == ["gene", "dataset", "share_key", "modality", "tissue", "species",
                                      "in_all_datasets"]
-    assert emb.obs["gene"].tolist() == [gene for g in graphs for gene in g.obs_names]
-    assert emb.obs["dataset"].astype(str).tolist() == [g.uns["dataset"]["id"] for g in graphs for _ in range(g.n_obs)]
+    assert emb.obs["gene"].tolist() == [gene for g in graphs for gene in g.var_names]
+    assert emb.obs["dataset"].astype(str).tolist() == [g.uns["dataset"]["id"] for g in graphs for _ in range(g.n_vars)]
     assert set(emb.obs["share_key"].astype(str)) == {"scrna_blood", "cite_blood", "spatial_brain"}
-    common = set.intersection(*[set(g.obs_names) for g in graphs])
-    assert emb.obs["in_all_datasets"].tolist() == [gene in common for g in graphs for gene in g.obs_names]
+    common = set.intersection(*[set(g.var_names) for g in graphs])
+    assert emb.obs["in_all_datasets"].tolist() == [gene in common for g in graphs for gene in g.var_names]
     assert emb.uns["method"] == method and emb.uns["seed"] == 0
     assert emb.obs_names.is_unique
     again = run_baseline(method, graph_paths, seed=0, cfg=FAST)
-    np.testing.assert_array_equal(emb.X, again.X)
+    np.testing.assert_array_equal(z, embedding(again))
     if method != "pca":
-        assert not np.allclose(emb.X, run_baseline(method, graph_paths, seed=1, cfg=FAST).X)
+        assert not np.allclose(z, embedding(run_baseline(method, graph_paths, seed=1, cfg=FAST)))
 
 
 @pytest.mark.parametrize("method", ["gae", "vgae", "mae", "wsmae", "gene2vec"])
@@ -97,11 +98,11 @@ def test_loss_decreases(method, graph_paths):
 def test_config_and_method_errors(graph_paths):
     with pytest.raises(DataError, match="unknown baseline"):
         run_baseline("giant", graph_paths, 0)
-    with pytest.raises(DataError, match="unknown key"):
-        BaselineConfig.from_dict({"gae": {"epoch": 3}})
-    with pytest.raises(DataError, match="mask_frac"):
-        BaselineConfig.from_dict({"mae": {"mask_frac": 1.0}})
-    cfg = BaselineConfig.from_dict({"wsmae": {"epochs": 5}})  # the other WSMAE defaults survive
+    with pytest.raises(DataError, match="'epoch' was unexpected"):
+        baseline_settings({"gae": {"epoch": 3}})
+    with pytest.raises(DataError, match="baselines.mae.mask_frac"):
+        baseline_settings({"mae": {"mask_frac": 1.0}})
+    cfg = baseline_settings({"wsmae": {"epochs": 5}})  # the other WSMAE defaults survive
     assert (cfg.wsmae.epochs, cfg.wsmae.lr_enc, cfg.wsmae.lr_dec) == (5, 1e-4, 5e-4) and cfg.mae.epochs == 1000
 
 
@@ -226,7 +227,7 @@ def test_dense_gcn_layer_equals_pyg_gcnconv():
 
 def test_skipgram_embeds_graph_structure():
     g = _block_graph(n_blocks=4, size=15)
-    adj = sp.csr_matrix(g.obsp["coexpr"] != 0)
+    adj = sp.csr_matrix(g.varp["coexpr"] != 0)
     z, history = train_skipgram(adj, seed=0, epochs=40, batch_size=128)
     assert z.shape == (60, 32) and history[-1] < history[0]
     assert edge_auc(z, adj) > 0.9
@@ -235,6 +236,6 @@ def test_skipgram_embeds_graph_structure():
 def test_graph_tensors(graph_paths):
     g = ad.read_h5ad(graph_paths[0])
     t = graph_tensors(g)
-    assert isinstance(t, GraphTensors) and t.n_genes == g.n_obs
-    assert torch.equal(t.target, torch.from_numpy((g.obsp["coexpr"].toarray() != 0).astype(np.float32)))
+    assert isinstance(t, GraphTensors) and t.n_genes == g.n_vars
+    assert torch.equal(t.target, torch.from_numpy((g.varp["coexpr"].toarray() != 0).astype(np.float32)))
     assert torch.allclose(t.norm_adj, t.norm_adj.T)

@@ -12,9 +12,8 @@ import scipy.io
 import scipy.sparse as sp
 import scipy.stats
 import torch
-
-from genegraph.cscore import CSCoreResult, _plan, cscore, cscore_adata
 from genegraph.errors import DataError
+from genegraph.stats.cscore import CSCoreResult, _plan, cscore, cscore_adata
 
 # ---------------------------------------------------------------------------------------------------------
 # helpers
@@ -106,7 +105,7 @@ def mic100(shared_reference: Path) -> dict:
     ref = shared_reference / "cscore_mic100"
     with gzip.open(ref / "counts.mtx.gz") as fh:
         counts = sp.csr_matrix(scipy.io.mmread(fh).T)  # cells x genes
-    genes = [line.rstrip("\n") for line in open(ref / "genes.txt")]
+    genes = (ref / "genes.txt").read_text().splitlines()
     depth = np.loadtxt(ref / "seq_depth.txt")
     out = ref / "r_output"
     r = {k: _read_matrix(out / f"cscore_mic100_{k}.csv") for k in ("est", "p", "stat")}
@@ -176,11 +175,11 @@ def test_reference_blocked_dense_and_adata(mic100: dict, mic100_result: CSCoreRe
 
     adata = ad.AnnData(
         X=mic100["counts"].astype(np.float32),
-        obs=pd.DataFrame({"depth_all": mic100["depth"]}, index=[f"c{i}" for i in range(dense.shape[0])]),
+        obs=pd.DataFrame({"total_counts": mic100["depth"]}, index=[f"c{i}" for i in range(dense.shape[0])]),
         var=pd.DataFrame(index=mic100["genes"]),
     )
     order = mic100["genes"][::-1]
-    res = cscore_adata(adata, order, depth_key="depth_all")
+    res = cscore_adata(adata, order, depth_key="total_counts")
     assert res.genes == tuple(order)
     rev = slice(None, None, -1)
     np.testing.assert_allclose(res.est, mic100_result.est[rev, rev], rtol=1e-11, atol=1e-13)
@@ -311,7 +310,7 @@ def test_clipping_below_minus_one() -> None:
 
 def test_pass_cap_and_non_convergence(awkward: tuple[np.ndarray, np.ndarray], caplog) -> None:
     x, depth = awkward
-    with caplog.at_level("WARNING", logger="genegraph.cscore"):
+    with caplog.at_level("WARNING", logger="genegraph.stats.cscore"):
         res = cscore(x, depth, eps=0.0)
     assert res.n_passes == 11 and not res.converged  # the test runs before each pass: n_iter + 1 passes
     assert "did not converge" in caplog.text
@@ -454,8 +453,8 @@ def adata():
 
     rng = np.random.default_rng(5)
     x, _ = _nb_counts(rng, 300, 10)
-    other = rng.poisson(2000, 300)  # counts of genes not in the object: depth_all covers them
-    obs = pd.DataFrame({"depth_all": x.sum(1) + other}, index=[f"cell{i}" for i in range(300)])
+    other = rng.poisson(2000, 300)  # counts of genes not in the object: total_counts covers them
+    obs = pd.DataFrame({"total_counts": x.sum(1) + other}, index=[f"cell{i}" for i in range(300)])
     var = pd.DataFrame(index=[f"G{j}" for j in range(10)])
     a = ad.AnnData(X=sp.csr_matrix(x.astype(np.float32)), obs=obs, var=var)
     a.layers["counts"] = sp.csr_matrix(x)
@@ -465,13 +464,13 @@ def adata():
 
 def test_cscore_adata_layer_genes_and_depth(adata) -> None:
     genes = ["G7", "G2", "G4", "G0"]
-    res = cscore_adata(adata, genes, layer="counts", depth_key="depth_all")
+    res = cscore_adata(adata, genes, layer="counts", depth_key="total_counts")
     idx = [7, 2, 4, 0]
-    direct = cscore(adata.layers["counts"][:, idx], adata.obs["depth_all"].to_numpy())
+    direct = cscore(adata.layers["counts"][:, idx], adata.obs["total_counts"].to_numpy())
     assert res.genes == tuple(genes)
     np.testing.assert_array_equal(res.est, direct.est)
     np.testing.assert_array_equal(res.p_value, direct.p_value)
-    # depth_key=None: row sums of the whole matrix (all genes of the object, here fewer than depth_all counts)
+    # depth_key=None: row sums of the whole matrix (all genes of the object, here fewer than total_counts counts)
     alt = cscore_adata(adata, genes, layer="counts", depth_key=None)
     full = np.asarray(adata.layers["counts"].sum(1)).ravel()
     np.testing.assert_array_equal(alt.est, cscore(adata.layers["counts"][:, idx], full).est)
@@ -491,7 +490,7 @@ def test_cscore_adata_errors(adata) -> None:
         cscore_adata(adata, ["G1", "G2"], layer="raw")
     with pytest.raises(DataError, match="at least 2 genes"):
         cscore_adata(adata, ["G1"], layer="counts")
-    adata.obs.loc["cell3", "depth_all"] = 0
+    adata.obs.loc["cell3", "total_counts"] = 0
     with pytest.raises(DataError, match="positive"):
         cscore_adata(adata, ["G1", "G2"], layer="counts")
     adata.obs["label"] = "x"

@@ -7,10 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
-from genegraph.dataset import build_canonical
+from genegraph.data.dataset import build_canonical
+from genegraph.data.genes import is_mitochondrial, normalise_genes, strip_version
 from genegraph.errors import DataError, for_dataset
-from genegraph.genes import is_mitochondrial, normalise_genes, strip_version
 from helpers import gene_table, random_counts
 
 

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.stats
-
-from genegraph import davies as dv
+from genegraph.stats import davies as dv
 
 
 @pytest.fixture(scope="module")

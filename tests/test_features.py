@@ -1,4 +1,4 @@
-"""genegraph.features: SCTransform v2 residual features.
+"""genegraph.stats.sctransform.residuals: SCTransform v2 residual features.
 
 Against Seurat's outputs (``../shared/reference/sctransform_*``, read in place) with the tiers of
 ``sctransform_README.md``: C (Seurat's parameters -> residuals), B + C (Seurat's step-1 estimates ->
@@ -19,15 +19,24 @@ import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
-from scipy import special
-
 from genegraph.errors import DataError
-from genegraph.features import (
-    fit_model, gene_attributes, min_variance, model_features, rank_by_residual_variance,
-    regularised_model, residual_block, residual_moments, scale_features, sctransform,
+from genegraph.stats.sctransform.fit import COX_REID_FACTOR, fit_intercepts, fit_overdispersion
+from genegraph.stats.sctransform.residuals import (
+    feature_file,
+    fit_model,
+    gene_attributes,
+    min_variance,
+    model_features,
+    rank_by_residual_variance,
+    regularised_model,
+    residual_block,
+    residual_moments,
+    scale_features,
+    sctransform,
+    selected_genes,
 )
-from genegraph.sct_fit import COX_REID_FACTOR, fit_intercepts, fit_overdispersion
-from genegraph.sct_rstats import ksmooth_normal, running_weighted_median, zeroin
+from genegraph.stats.sctransform.rstats import ksmooth_normal, running_weighted_median, zeroin
+from scipy import special
 
 DATASETS = ["pbmcA", "celseq2"]
 
@@ -286,6 +295,28 @@ def test_sctransform_output_layout(synthetic: ad.AnnData, tmp_path: Path) -> Non
     assert list(back.uns["sctransform"]["step1_genes"]) == list(uns["step1_genes"])
 
 
+def test_feature_file_flags_the_selection_and_selected_genes_restores_it(synthetic: ad.AnnData) -> None:
+    sct = sctransform(synthetic, n_genes=20)
+    features = feature_file(synthetic, sct)
+    assert features.shape == synthetic.shape and (features.X != synthetic.X).nnz == 0  # counts kept
+    hv = features.var["highly_variable"].to_numpy()
+    assert hv.sum() == 20 and set(features.var_names[hv]) == set(sct.var_names)
+    ranks = features.var.loc[sct.var_names, "highly_variable_rank"].to_numpy()
+    assert list(ranks) == list(range(1, 21))
+    assert features.var["highly_variable_rank"].isna().sum() == features.n_vars - 20
+    res = features.layers["residuals"]
+    assert sp.issparse(res) and res[:, ~hv].nnz == 0
+    assert np.isnan(features.var.loc[~hv, "theta"]).all() and np.isfinite(features.var.loc[hv, "beta0"]).all()
+    genes = selected_genes(features)
+    assert list(genes.var_names) == list(sct.var_names)  # selection order
+    np.testing.assert_array_equal(genes.layers["residuals"], sct.X)
+    assert (genes.X != synthetic[:, sct.var_names].X).nnz == 0
+    spatial = sctransform(synthetic, residual_features=list(synthetic.var_names[[5, 1, 9]]))
+    assert list(selected_genes(feature_file(synthetic, spatial)).var_names) == list(synthetic.var_names[[5, 1, 9]])
+    with pytest.raises(DataError, match="not a feature file"):
+        selected_genes(synthetic)
+
+
 def test_fewer_modelled_genes_than_requested_uses_all(synthetic: ad.AnnData) -> None:
     sub = synthetic[:, :120].copy()
     detected = np.asarray((sub.X > 0).sum(axis=0)).ravel()
@@ -327,12 +358,12 @@ def test_depth_key_sets_the_library_size(synthetic: ad.AnnData) -> None:
     adata = synthetic.copy()
     sums = np.asarray(adata.X.sum(axis=1)).ravel()
     adata.obs["same"] = sums
-    adata.obs["depth_all"] = sums + 50  # e.g. MT counts removed by QC
+    adata.obs["total_counts"] = sums + 50  # e.g. MT counts removed by QC
     base = sctransform(adata, n_genes=30)
     same = sctransform(adata, n_genes=30, depth_key="same")
     np.testing.assert_array_equal(base.X, same.X)
-    deeper = sctransform(adata, n_genes=30, depth_key="depth_all")
-    assert deeper.uns["sctransform"]["library_size"] == "obs['depth_all']"
+    deeper = sctransform(adata, n_genes=30, depth_key="total_counts")
+    assert deeper.uns["sctransform"]["library_size"] == "obs['total_counts']"
     assert np.array_equal(deeper.obs["sct_umi"], sums + 50)
     assert not np.allclose(deeper.var["beta0"], base.var.loc[deeper.var_names, "beta0"])
     adata.obs["short"] = sums - 1
@@ -344,7 +375,7 @@ def test_depth_key_sets_the_library_size(synthetic: ad.AnnData) -> None:
 
 def test_residual_features(synthetic: ad.AnnData, caplog) -> None:
     wanted = ["g5", "g399", "g1", "g200"]  # g399 is detected in 2 cells only
-    with caplog.at_level(logging.WARNING, logger="genegraph.features"):
+    with caplog.at_level(logging.WARNING, logger="genegraph.stats.sctransform.residuals"):
         out = sctransform(synthetic, residual_features=wanted)
     assert list(out.var_names) == ["g5", "g1", "g200"]
     assert list(out.uns["sctransform"]["residual_features_dropped"]) == ["g399"]
@@ -372,9 +403,9 @@ def test_too_few_cells_or_genes(synthetic: ad.AnnData) -> None:
         sctransform(synthetic[:1].copy())
     best = synthetic.var_names[np.argmax(np.asarray((synthetic.X > 0).sum(axis=0)).ravel())]
     few = synthetic[:, [best, "g397", "g398"]].copy()  # only one gene is modelled
-    few.obs["depth_all"] = np.asarray(synthetic.X.sum(axis=1)).ravel()
+    few.obs["total_counts"] = np.asarray(synthetic.X.sum(axis=1)).ravel()
     with pytest.raises(DataError, match="genes are detected in >= 5 cells"):
-        sctransform(few, depth_key="depth_all")
+        sctransform(few, depth_key="total_counts")
     with pytest.raises(DataError, match="library size 0"):
         sctransform(few)  # cells without counts need a depth from before the gene filter
 

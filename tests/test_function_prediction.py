@@ -10,12 +10,17 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-
 from genegraph.errors import DataError
-from genegraph.function_prediction import (
-    FunctionPredictionConfig, knn_cv, pooled_features, predict_functions, read_dosage_labels, read_label_table,
+from genegraph.evaluate.gene_embedding.function_prediction import (
+    function_settings,
+    knn_cv,
+    pooled_features,
+    predict_functions,
+    read_dosage_labels,
+    read_label_table,
     read_tf_list,
 )
+from genegraph.models.embeddings import EMBEDDING_KEY, embedding
 
 sys.path.insert(0, str(Path(__file__).parent))
 from graph_fixtures import synthetic_graph  # noqa: E402
@@ -53,13 +58,15 @@ def run(tmp_path_factory):
     for s, (ds, names) in enumerate(panel.items()):
         g = synthetic_graph(ds, names, n_cells=30, seed=s)
         is_tf = np.array([n in tfs for n in names])
-        g.X = (g.X + 2.5 * is_tf[:, None] * np.r_[np.ones(15), np.zeros(15)]).astype(np.float32)
+        shift = 2.5 * is_tf[:, None] * np.r_[np.ones(15), np.zeros(15)]
+        g.layers["residuals"] = (g.layers["residuals"] + shift.T).astype(np.float32)
         graphs[ds] = g
     obs = pd.DataFrame({"gene": panel["d1"] + panel["d2"], "dataset": ["d1"] * 60 + ["d2"] * 60})
     label = obs["gene"].isin(tfs).to_numpy()
     good = rng.normal(size=(120, 16)) + 3.0 * label[:, None]
     noise = rng.normal(size=(120, 16))
-    embs = {m: ad.AnnData(X=x.astype(np.float32), obs=obs.set_axis(obs["dataset"] + ":" + obs["gene"]))
+    embs = {m: ad.AnnData(obs=obs.set_axis(obs["dataset"] + ":" + obs["gene"]),
+                          obsm={EMBEDDING_KEY: x.astype(np.float32)})
             for m, x in (("good", good), ("noise", noise))}
     (folder / "tfs.txt").write_text("\n".join(sorted(tfs)) + "\n")
     pd.DataFrame({"gene": genes, "label": ["tf" if g in tfs else "other" for g in genes]}).to_csv(
@@ -98,7 +105,7 @@ def test_pooled_features_average_rows(run):
     pooled = pooled_features(emb)
     assert len(pooled) == 80
     rows = np.flatnonzero(emb.obs["gene"].to_numpy() == "GENE30")  # in both datasets
-    np.testing.assert_allclose(pooled.loc["GENE30"].to_numpy(), emb.X[rows].mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(pooled.loc["GENE30"].to_numpy(), embedding(emb)[rows].mean(axis=0), rtol=1e-6)
 
 
 def test_label_readers_and_config(tmp_path):
@@ -116,10 +123,12 @@ def test_label_readers_and_config(tmp_path):
     table = tmp_path / "t.tsv"
     table.write_text("gene\tclass\nA\tx\nB\ty\n")
     assert read_label_table(table).to_dict() == {"A": "x", "B": "y"}
-    with pytest.raises(DataError, match="kind"):
-        FunctionPredictionConfig.from_dict({"tasks": [{"name": "t", "kind": "go", "path": "x"}]})
-    with pytest.raises(DataError, match="scopes"):
-        FunctionPredictionConfig.from_dict({"scopes": ["global"]})
+    with pytest.raises(DataError, match="function_prediction.tasks.0.kind"):
+        function_settings({"tasks": [{"name": "t", "kind": "go", "path": "x"}]})
+    with pytest.raises(DataError, match="function_prediction.scopes"):
+        function_settings({"scopes": ["global"]})
+    with pytest.raises(DataError, match="task names repeat"):
+        function_settings({"tasks": [{"name": "t", "kind": "table", "path": "x"}] * 2})
     with pytest.raises(DataError, match="columns"):
         read_dosage_labels(table)
 
@@ -140,8 +149,8 @@ def test_real_label_files(shared_data):
     genes = sorted(extract)[:60] + [f"NONTF{k}" for k in range(140)]
     graph = synthetic_graph("real", genes, n_cells=10, seed=3)
     is_tf = np.isin(genes, list(extract))
-    emb = ad.AnnData(X=(rng.normal(size=(200, 8)) + 3.0 * is_tf[:, None]).astype(np.float32),
-                     obs=pd.DataFrame({"gene": genes, "dataset": "real"}, index=genes))
+    emb = ad.AnnData(obs=pd.DataFrame({"gene": genes, "dataset": "real"}, index=genes),
+                     obsm={EMBEDDING_KEY: (rng.normal(size=(200, 8)) + 3.0 * is_tf[:, None]).astype(np.float32)})
     cfg = {"tasks": [{"name": "tf", "kind": "tf_list",
                       "path": str(folder / "lambert2018_human_tfs" / "DatabaseExtract_v_1.01.csv")}],
            "seeds": [0, 1], "scopes": ["pooled"]}

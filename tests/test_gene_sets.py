@@ -8,10 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
 from genegraph.errors import DataError
-from genegraph.gene_sets import hallmark_edges, msigdb_url, pair_cosine, read_gmt, set_membership
-from genegraph.orthologs import gene_map
+from genegraph.graphs.priors.hallmark import hallmark_edges, msigdb_url, pair_cosine, read_gmt, set_membership
+from genegraph.graphs.priors.orthologs import gene_map
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +28,7 @@ def test_embedded_hallmark_gmt():
     genes = {g for members in sets.values() for g in members}
     assert not any(g.startswith("http") for g in genes)  # the URL column is not a gene
     assert {"JUNB", "CXCL2", "TNF"} <= set(sets["HALLMARK_TNFA_SIGNALING_VIA_NFKB"])
-    assert 30 <= min(map(len, sets.values())) and max(map(len, sets.values())) <= 200
+    assert min(map(len, sets.values())) >= 30 and max(map(len, sets.values())) <= 200
 
 
 def test_shared_v7_0_gmt(shared_data):

@@ -7,10 +7,20 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
-from genegraph.cscore import cscore
+from genegraph.config import settings
 from genegraph.errors import DataError
-from genegraph.graphs import EdgeRule, bh_adjust, coexpression_adjacency, coexpression_graph, graph_stats
+from genegraph.graphs.coexpression import (
+    CoexpressionSettings,
+    bh_adjust,
+    coexpression_adjacency,
+    coexpression_graph,
+    graph_stats,
+)
+from genegraph.stats.cscore import cscore
+
+
+def EdgeRule(**values) -> CoexpressionSettings:  # noqa: N802 (reads like the rule it builds)
+    return settings(CoexpressionSettings, "coexpression", values)
 
 RHO = np.array([[1.0, 0.8, -0.5, 0.05],
                 [0.8, 1.0, 0.3, 0.0],
@@ -43,6 +53,8 @@ def test_optional_rules():
     assert edges(coexpression_adjacency(RHO, P, EdgeRule(p_threshold=None, fdr=0.005))) == {(0, 1), (0, 2)}
     with pytest.raises(DataError, match="keeps every pair"):
         EdgeRule(p_threshold=None)
+    with pytest.raises(DataError, match="coexpression.fdr"):
+        EdgeRule(fdr=1.5)
 
 
 def test_bh_adjust_matches_definition():
@@ -58,33 +70,34 @@ def test_stats_count_undirected_edges_and_density_with_diagonal():
     assert stats["isolated_genes"] == 1 and stats["degree_max"] == 2
 
 
+def _genes(counts: np.ndarray, depth: np.ndarray) -> ad.AnnData:
+    """Selected genes as the coexpression stage reads them: cells x genes counts, residuals, depth, checks."""
+    n_cells, n_genes = counts.shape
+    rng = np.random.default_rng(9)
+    return ad.AnnData(X=sp.csr_matrix(counts.astype(np.int32)),
+                      obs=pd.DataFrame({"total_counts": depth.astype(float)}, index=[f"c{i}" for i in range(n_cells)]),
+                      var=pd.DataFrame(index=[f"G{i}" for i in range(n_genes)]),
+                      layers={"residuals": rng.normal(size=(n_cells, n_genes)).astype(np.float32)},
+                      uns={"checks": {"min_gene_table_frac": {"value": 1.0, "limit": 0.5, "bound": "min",
+                                                              "flagged": False, "what": "x"}}})
+
+
 def test_graph_file_from_real_cscore_run():
     rng = np.random.default_rng(0)
     latent = rng.gamma(2.0, 1.0, size=(300, 1))
     counts = rng.poisson(latent * np.array([1.0, 2.0, 0.5, 1.5, 1.0]) + rng.gamma(1.0, 0.3, size=(300, 5)))
     depth = counts.sum(1) + rng.integers(50, 100, size=300)
-    genes = [f"G{i}" for i in range(5)]
-    features = ad.AnnData(X=rng.normal(size=(5, 300)).astype(np.float32), obs=pd.DataFrame(index=genes),
-                          var=pd.DataFrame({"depth": depth.astype(float)}, index=[f"c{i}" for i in range(300)]),
-                          layers={"counts": sp.csr_matrix(counts.T.astype(np.int32))})
-    result = cscore(sp.csr_matrix(counts), depth, genes=genes)
-    graph = coexpression_graph(features, result, EdgeRule(signed=True))
+    genes = _genes(counts, depth)
+    result = cscore(genes.X, depth, genes=list(genes.var_names))
+    graph = coexpression_graph(genes, result, EdgeRule(signed=True))
     assert graph.uns["edge_types"] == ["coexpr", "coexpr_sign"]
-    assert graph.obsp["coexpr"].shape == (5, 5) and graph.obsp["cscore_p"].dtype == np.float32
+    assert graph.varp["coexpr"].shape == (5, 5) and graph.varp["cscore_p"].dtype == np.float32
     assert graph.uns["graph"]["coexpr"]["stats"]["n_edges"] > 0  # a shared latent factor co-expresses them
-    sign = graph.obsp["coexpr_sign"].toarray()
+    assert "device" not in graph.uns["graph"]["coexpr"]["rule"]
+    sign = graph.varp["coexpr_sign"].toarray()
     assert set(np.unique(sign)) <= {-1.0, 0.0, 1.0}
     with pytest.raises(DataError, match="same order"):
-        coexpression_graph(features[::-1].copy(), result, EdgeRule())
-
-
-def _features(counts: np.ndarray, depth: np.ndarray) -> ad.AnnData:
-    genes = [f"G{i}" for i in range(counts.shape[1])]
-    return ad.AnnData(X=np.zeros((counts.shape[1], counts.shape[0]), dtype=np.float32), obs=pd.DataFrame(index=genes),
-                      var=pd.DataFrame({"depth": depth.astype(float)}, index=[f"c{i}" for i in range(len(depth))]),
-                      layers={"counts": sp.csr_matrix(counts.T.astype(np.int32))},
-                      uns={"checks": {"min_gene_table_frac": {"value": 1.0, "limit": 0.5, "bound": "min",
-                                                              "flagged": False, "what": "x"}}})
+        coexpression_graph(genes[:, ::-1].copy(), result, EdgeRule())
 
 
 def test_degenerate_cscore_results_are_flagged(caplog):
@@ -92,7 +105,7 @@ def test_degenerate_cscore_results_are_flagged(caplog):
     tiny = rng.poisson(1.0, size=(5, 40))  # 5 cells: variance estimates and correlations break down
     depth = tiny.sum(1) + 20
     result = cscore(sp.csr_matrix(tiny), depth, genes=[f"G{i}" for i in range(40)])
-    graph = coexpression_graph(_features(tiny, depth), result, EdgeRule(), max_invalid_variance_frac=0.1,
+    graph = coexpression_graph(_genes(tiny, depth), result, EdgeRule(), max_invalid_variance_frac=0.1,
                                max_clipped_frac=0.01)
     checks = graph.uns["checks"]
     assert set(checks) == {"min_gene_table_frac", "max_invalid_variance_frac", "max_clipped_frac"}  # carried on
@@ -106,6 +119,6 @@ def test_degenerate_cscore_results_are_flagged(caplog):
     healthy = rng.poisson(latent * rng.uniform(0.5, 2.0, size=(1, 40)))
     depth = healthy.sum(1) + 200
     result = cscore(sp.csr_matrix(healthy), depth, genes=[f"G{i}" for i in range(40)])
-    graph = coexpression_graph(_features(healthy, depth), result, EdgeRule(), max_invalid_variance_frac=0.1,
+    graph = coexpression_graph(_genes(healthy, depth), result, EdgeRule(), max_invalid_variance_frac=0.1,
                                max_clipped_frac=0.01)
     assert not any(c["flagged"] for c in graph.uns["checks"].values())

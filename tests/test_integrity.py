@@ -7,7 +7,7 @@ import os
 import anndata as ad
 import numpy as np
 import torch
-from genegraph.integrity import damage, damaged_files, mark_damaged
+from genegraph.data.integrity import damage, damaged_files, mark_damaged
 
 
 def _truncate(path, keep=0.5):

@@ -12,15 +12,24 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
-from genegraph import lisi as lisi_mod
 from genegraph.errors import DataError
-from genegraph.metrics import (
-    METRICS, aggregate, common_gene_ratio, edge_auc, graph_connectivity, graph_positions, neighbour_matrix,
-    neighbours_overlap, score_embeddings, score_runs, summarise,
+from genegraph.evaluate.gene_embedding import lisi as lisi_mod
+from genegraph.evaluate.gene_embedding.metrics import (
+    METRICS,
+    aggregate,
+    common_gene_ratio,
+    edge_auc,
+    graph_connectivity,
+    graph_positions,
+    neighbour_matrix,
+    neighbours_overlap,
+    score_embeddings,
+    score_runs,
+    summarise,
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
+from genegraph.models.embeddings import EMBEDDING_KEY  # noqa: E402
 from graph_fixtures import synthetic_graph  # noqa: E402
 
 #: Spec §7.3, Table 15 (heart, 10-seed means as printed).
@@ -79,10 +88,10 @@ def _panel(n_common: int = 120, n_own: int = 10, n_datasets: int = 3):
 
 
 def _embeddings(graphs, z_of) -> ad.AnnData:
-    obs = pd.DataFrame({"gene": np.concatenate([g.obs_names for g in graphs]),
-                        "dataset": np.repeat([g.uns["dataset"]["id"] for g in graphs], [g.n_obs for g in graphs])})
-    x = np.concatenate([z_of(d, g.obs_names) for d, g in enumerate(graphs)]).astype(np.float32)
-    return ad.AnnData(X=x, obs=obs.set_axis(obs["dataset"] + ":" + obs["gene"]))
+    obs = pd.DataFrame({"gene": np.concatenate([g.var_names for g in graphs]),
+                        "dataset": np.repeat([g.uns["dataset"]["id"] for g in graphs], [g.n_vars for g in graphs])})
+    x = np.concatenate([z_of(d, g.var_names) for d, g in enumerate(graphs)]).astype(np.float32)
+    return ad.AnnData(obs=obs.set_axis(obs["dataset"] + ":" + obs["gene"]), obsm={EMBEDDING_KEY: x})
 
 
 def _gene_vectors(genes, seed: int = 0, n_groups: int = 3, dim: int = 32) -> dict[str, np.ndarray]:
@@ -100,7 +109,7 @@ def panel():
 
 @pytest.fixture(scope="module")
 def base(panel):
-    return _gene_vectors(sorted({g for graph in panel for g in graph.obs_names}))
+    return _gene_vectors(sorted({g for graph in panel for g in graph.var_names}))
 
 
 def _jittered(base, seed):
@@ -203,7 +212,8 @@ def test_neighbours_overlap_matches_python_sets():
     obs = pd.DataFrame(rows, columns=["dataset", "gene"])
     order = rng.permutation(len(obs))  # rows need not follow graph order
     obs = obs.iloc[order].reset_index(drop=True)
-    emb = ad.AnnData(X=np.zeros((len(obs), 2), np.float32), obs=obs.set_axis([str(i) for i in range(len(obs))]))
+    emb = ad.AnnData(obs=obs.set_axis([str(i) for i in range(len(obs))]),
+                     obsm={EMBEDDING_KEY: np.zeros((len(obs), 2), np.float32)})
     clusters = rng.integers(0, 3, len(obs))
     by_id = {g.uns["dataset"]["id"]: g for g in graphs}
     value = neighbours_overlap(neighbour_matrix(emb, by_id, graph_positions(emb, by_id)),
@@ -211,8 +221,8 @@ def test_neighbours_overlap_matches_python_sets():
 
     def nbrs(ds, gene):
         g = by_id[ds]
-        i = g.obs_names.get_loc(gene)
-        return {g.obs_names[j] for j in g.obsp["coexpr"][i].indices if g.obsp["coexpr"][i, j] != 0}
+        i = g.var_names.get_loc(gene)
+        return {g.var_names[j] for j in g.varp["coexpr"][i].indices if g.varp["coexpr"][i, j] != 0}
 
     expected = 0.0
     for c in np.unique(clusters):

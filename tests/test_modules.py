@@ -10,10 +10,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-
 from genegraph.errors import DataError
-from genegraph.gene_sets import read_gmt
-from genegraph.modules import ModulesConfig, hallmark_enrichment, module_analysis
+from genegraph.evaluate.gene_embedding.modules import hallmark_enrichment, module_analysis, module_settings
+from genegraph.graphs.priors.hallmark import read_gmt
+from genegraph.models.embeddings import EMBEDDING_KEY
 
 GMT = Path(__file__).resolve().parents[1] / "resources" / "msigdb" / "h.all.v7.5.1.symbols.gmt"
 
@@ -72,14 +72,17 @@ def planted():
     base = {g: centres[group[g]] + rng.normal(scale=0.5 if group[g] < 2 else 1.5, size=16) for g in genes}
     obs = pd.DataFrame({"gene": genes + genes, "dataset": ["d1"] * len(genes) + ["d2"] * len(genes)})
     x = np.stack([base[g] + 0.05 * rng.normal(size=16) for g in obs["gene"]]).astype(np.float32)
-    emb = ad.AnnData(X=x, obs=obs.set_axis(obs["dataset"] + ":" + obs["gene"]))
+    emb = ad.AnnData(obs=obs.set_axis(obs["dataset"] + ":" + obs["gene"]), obsm={EMBEDDING_KEY: x})
     return emb, sets, ifn, chol
 
 
 def test_planted_modules_are_enriched(planted):
     emb, sets, ifn, chol = planted
-    modules, enrichment, table = module_analysis(emb, sets, {"top_sets": 2})
+    rows, enrichment, table = module_analysis(emb, sets, {"top_sets": 2})
+    modules = rows.obs["module"].astype(int).to_numpy()
     assert len(modules) == emb.n_obs and len(table) == modules.max() + 1
+    assert rows.obsm["X_umap"].shape == (emb.n_obs, 2) and np.isfinite(rows.obsm["X_umap"]).all()
+    assert (rows.obs_names == emb.obs_names).all()
     assert table["n_rows"].sum() == emb.n_obs
     for genes, name in ((ifn, "HALLMARK_INTERFERON_ALPHA_RESPONSE"), (chol, "HALLMARK_CHOLESTEROL_HOMEOSTASIS")):
         rows = emb.obs["gene"].isin(genes).to_numpy()
@@ -97,18 +100,20 @@ def test_planted_modules_are_enriched(planted):
 
 
 def test_modules_config_validation():
-    with pytest.raises(DataError, match="alpha"):
-        ModulesConfig.from_dict({"alpha": 0})
-    with pytest.raises(DataError, match="unknown"):
-        ModulesConfig.from_dict({"resolution": 2})
-    assert ModulesConfig.from_dict({"clustering": {"resolution": 2.0}}).clustering.resolution == 2.0
+    with pytest.raises(DataError, match="modules.alpha"):
+        module_settings({"alpha": 0})
+    with pytest.raises(DataError, match="'resolution' was unexpected"):
+        module_settings({"resolution": 2})
+    assert module_settings({"clustering": {"resolution": 2.0}}).clustering.resolution == 2.0
+    with pytest.raises(DataError, match="igraph clusters undirected graphs only"):
+        module_settings({"clustering": {"flavor": "igraph"}})
 
 
 def test_umap_coordinates_for_the_report(planted):
-    from genegraph.clustering import knn_graph, umap_coordinates
+    from genegraph.evaluate.gene_embedding.clustering import knn_graph, umap_coordinates
 
     emb = planted[0]
-    graph = knn_graph(emb.X, 15, 0)
+    graph = knn_graph(emb.obsm[EMBEDDING_KEY], 15, 0)
     xy = umap_coordinates(graph, random_state=0)
     assert xy.shape == (emb.n_obs, 2) and np.isfinite(xy).all()
     np.testing.assert_array_equal(xy, umap_coordinates(graph, random_state=0))

@@ -11,10 +11,14 @@ import pytest
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-
-from genegraph.models.losses import bce_dense, bce_weighted, info_nce, sample_bce_pairs, similarity_loss
-from genegraph.models.pairs import (
-    build_vocabulary, draw_neighbours, jaccard_common, pair_index, sample_contrast, self_loop_offsets,
+from genegraph.models.musegnn.losses import bce_dense, bce_weighted, info_nce, sample_bce_pairs, similarity_loss
+from genegraph.models.musegnn.pairs import (
+    build_vocabulary,
+    draw_neighbours,
+    jaccard_common,
+    pair_index,
+    sample_contrast,
+    self_loop_offsets,
 )
 
 # ---------------------------------------------------------------------------------------------------------

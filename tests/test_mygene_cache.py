@@ -4,6 +4,7 @@ timeouts, an unreachable service, release changes; the on-disk cache makes a rer
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import logging
@@ -15,10 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
-
 from genegraph.errors import DataError
-from genegraph.mygene_cache import MyGeneCache, MyGeneUnavailable
-from genegraph.string_graph import map_proteins_to_genes
+from genegraph.graphs.priors.mygene_cache import MyGeneCache, MyGeneUnavailable
+from genegraph.graphs.priors.string_links import map_proteins_to_genes, mygene_queries
 
 HITS = {
     "ENSP00000000001": [{"_id": "1", "_score": 20.0, "symbol": "GENEA", "ensembl": {"gene": "ENSG00000000001"}}],
@@ -98,10 +98,8 @@ class Handler(BaseHTTPRequestHandler):
                 keep = {k: v for k, v in hit.items() if k.startswith("_") or k.split(".")[0] in
                         {f.split(".")[0] for f in fields}}
                 out.append({"query": q, **keep})
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
             self._json(200, out)
-        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
-            pass
 
 
 @pytest.fixture
@@ -152,7 +150,7 @@ def test_batches_are_saved_one_by_one(server, tmp_path):
 def test_5xx_then_success_is_retried(server, tmp_path, caplog):
     server.fail_next = 2
     c = cache(tmp_path, server.url, retries=3)
-    with caplog.at_level(logging.WARNING, logger="genegraph.mygene_cache"):
+    with caplog.at_level(logging.WARNING, logger="genegraph.graphs.priors.mygene_cache"):
         got = c.lookup(QUERIES)
     assert got["ENSP00000000001"][0]["symbol"] == "GENEA"
     assert server.count("POST") == 3 and "HTTP 503" in caplog.text
@@ -173,7 +171,7 @@ def test_persistent_timeouts_are_a_clear_error_or_skipped_on_request(server, tmp
     slow = cache(tmp_path, server.url, timeout=0.1, retries=1)
     with pytest.raises(MyGeneUnavailable, match=r"unreachable .* after 2 attempts .*ReadTimeout.*on_unreachable"):
         slow.lookup(QUERIES)
-    with caplog.at_level(logging.WARNING, logger="genegraph.mygene_cache"):
+    with caplog.at_level(logging.WARNING, logger="genegraph.graphs.priors.mygene_cache"):
         got = slow.lookup(QUERIES, on_unreachable="continue")
     assert list(got) == ["ENSP00000000001"]  # what the cache holds; the rest is left unanswered
     assert "continuing without the 2 uncached queries" in caplog.text
@@ -204,7 +202,7 @@ def test_new_service_release_asks_again(server, tmp_path, caplog):
     server.release = "20250101"
     c = cache(tmp_path, server.url)
     assert c.lookup(QUERIES[:1]) and server.count("POST") == 1  # all cached: the service is not asked
-    with caplog.at_level(logging.WARNING, logger="genegraph.mygene_cache"):
+    with caplog.at_level(logging.WARNING, logger="genegraph.graphs.priors.mygene_cache"):
         c.lookup(QUERIES[:2])
     assert "release changed from 20240101 to 20250101" in caplog.text
     assert server.requests[-1][2]["q"] == '"ENSP00000000001","ENSP00000000002"'  # both asked again
@@ -227,9 +225,12 @@ def test_mygene_maps_only_what_the_tables_leave(server, tmp_path):
                             "source": ["Ensembl_HGNC_symbol"]})
     info = pd.DataFrame({"protein": ["9606.ENSP00000000003"], "preferred_name": ["ENSP00000000003"]})  # unnamed
     proteins = [f"9606.ENSP0000000000{k}" for k in (1, 2, 3, 4)]
+    queries = mygene_queries(proteins, taxon=9606, gene_table=gene_table, aliases=aliases, info=info)
+    assert queries == ["ENSP00000000002", "ENSP00000000003", "ENSP00000000004"]  # what the tables leave
     c = cache(tmp_path, server.url)
+    answers = c.lookup(queries)
     mapping, summary = map_proteins_to_genes(proteins, taxon=9606, gene_table=gene_table, aliases=aliases,
-                                             info=info, mygene=c)
+                                             info=info, mygene_answers=answers)
     got = mapping.set_index("protein")
     assert server.requests[-1][2]["q"] == '"ENSP00000000002","ENSP00000000003","ENSP00000000004"'
     assert got.at["9606.ENSP00000000001", "method"] == "alias:Ensembl_HGNC_symbol"
@@ -241,9 +242,8 @@ def test_mygene_maps_only_what_the_tables_leave(server, tmp_path):
     rerun = cache(tmp_path, server.url)
     before = server.count()
     again, _ = map_proteins_to_genes(proteins, taxon=9606, gene_table=gene_table, aliases=aliases, info=info,
-                                     mygene=rerun)
+                                     mygene_answers=rerun.lookup(queries))
     pd.testing.assert_frame_equal(again, mapping)
     assert server.count() == before  # the second run issues zero requests
-    with pytest.raises(DataError, match="taxon 9606"):
-        map_proteins_to_genes(proteins, taxon=9606, gene_table=gene_table,
-                              mygene=MyGeneCache(tmp_path / "mouse", 10090, offline=True))
+    offline, _ = map_proteins_to_genes(proteins, taxon=9606, gene_table=gene_table, aliases=aliases, info=info)
+    assert len(offline) == 1  # without mygene answers only the aliases map

@@ -9,14 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
-from genegraph.download import sha256_file
+from genegraph.data.download import sha256_file
+from genegraph.data.genes import load_gene_table
 from genegraph.errors import DataError
-from genegraph.gene_sets import read_gmt
-from genegraph.genes import load_gene_table
-from genegraph.orthologs import gene_map, load_orthologs
-from genegraph.priors import add_prior_edges, coverage, species_taxon
-from genegraph.string_graph import string_gene_table
+from genegraph.graphs.priors.edges import add_prior_edges, coverage, species_taxon
+from genegraph.graphs.priors.hallmark import read_gmt
+from genegraph.graphs.priors.orthologs import gene_map, load_orthologs
+from genegraph.graphs.priors.string_links import string_gene_table
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,12 +28,13 @@ SETS = {"S1": ("A", "B", "E"), "S2": ("B", "E")}
 
 
 def graph(genes: list[str], seed: int = 0) -> ad.AnnData:
-    """A gene-graph file as the co-expression stage writes it (genes as obs, a coexpr edge type)."""
+    """A gene-graph file as the co-expression stage writes it (cells x genes, residuals, a coexpr edge type)."""
     n = len(genes)
     coexpr = sp.csr_matrix(np.eye(n, dtype=np.float32) + np.eye(n, k=1, dtype=np.float32)
                            + np.eye(n, k=-1, dtype=np.float32))
-    g = ad.AnnData(X=np.random.default_rng(seed).normal(size=(n, 12)).astype(np.float32),
-                   obs=pd.DataFrame(index=genes), obsp={"coexpr": coexpr})
+    residuals = np.random.default_rng(seed).normal(size=(12, n)).astype(np.float32)
+    g = ad.AnnData(X=np.zeros((12, n), dtype=np.float32), var=pd.DataFrame(index=genes), varp={"coexpr": coexpr},
+                   layers={"residuals": residuals})
     g.uns["edge_types"] = ["coexpr"]
     g.uns["graph"] = {"coexpr": {"stats": {"n_edges": n - 1}}}
     return g
@@ -65,11 +65,11 @@ def test_add_prior_edges_human():
     figures = add_prior_edges(g, species="human", species_config=SPECIES, string_links=LINKS, gene_sets=SETS)
     assert g.uns["edge_types"] == ["coexpr", "string", "hallmark"]
     for t in ("string", "hallmark"):
-        assert isinstance(g.obsp[t], sp.csr_matrix) and g.obsp[t].dtype == np.float32 and g.obsp[t].shape == (5, 5)
-    s = g.obsp["string"].toarray()
+        assert isinstance(g.varp[t], sp.csr_matrix) and g.varp[t].dtype == np.float32 and g.varp[t].shape == (5, 5)
+    s = g.varp["string"].toarray()
     assert s[3, 2] == pytest.approx(0.9) and s[2, 1] == pytest.approx(0.45) and s[0, 1] == pytest.approx(0.999)
     assert s[3, 1] == 0 and np.count_nonzero(s) == 6  # A-C (300) is below 400
-    h = g.obsp["hallmark"].toarray()
+    h = g.varp["hallmark"].toarray()
     assert h[2, 3] == 1 and np.count_nonzero(h) == 2  # only A-B share a set among the genes (E is absent)
     assert figures["string_edges"] == 3 and figures["string_genes_with_edge"] == 4
     assert figures["string_in_table_genes"] == 4 and figures["hallmark_in_set_genes"] == 2
@@ -83,12 +83,12 @@ def test_add_prior_edges_human():
 def test_add_prior_edges_mouse_through_orthologs_and_cosine():
     orthologs = pd.DataFrame({"human": ["A", "B", "C", "E"], "mouse": ["a", "b", "b", "e"]})
     g = graph(["e", "b", "a", "q"])
-    g.X[0] = g.X[1]  # e and b: cosine 1
+    g.layers["residuals"][:, 0] = g.layers["residuals"][:, 1]  # e and b: cosine 1
     figures = add_prior_edges(g, species="mouse", species_config=SPECIES, string_links=LINKS, gene_sets=SETS,
                               orthologs=orthologs, weighting="cosine", min_cosine=0.5)
-    s = g.obsp["string"].toarray()
+    s = g.varp["string"].toarray()
     assert s[1, 2] == pytest.approx(0.9) and np.count_nonzero(s) == 2  # b stands for B and C; a-b keeps max(900, 300)
-    h = g.obsp["hallmark"].toarray()
+    h = g.varp["hallmark"].toarray()
     assert h[0, 1] == pytest.approx(1.0, abs=1e-6)
     assert figures["with_ortholog_genes"] == 3 and figures["with_ortholog_frac"] == pytest.approx(0.75)
     with pytest.raises(DataError, match="taxon 10116"):
@@ -140,7 +140,7 @@ def test_embedded_demo_gives_both_edge_types_to_human_and_mouse_genes():
     figures = add_prior_edges(g, species="human", species_config=SPECIES, string_links=table, gene_sets=sets)
     expected = strong[strong["gene_a"].isin(genes) & strong["gene_b"].isin(genes)]
     assert figures["string_edges"] == len(expected) > 0 and figures["hallmark_edges"] > 0
-    assert g.obsp["string"][genes.index("NOT_A_GENE")].nnz == 0
+    assert g.varp["string"][genes.index("NOT_A_GENE")].nnz == 0
 
     to_mouse = orthologs[orthologs["human"].isin(genes)].drop_duplicates("human")
     mouse_genes = sorted(set(to_mouse["mouse"]))

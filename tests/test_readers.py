@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
-
+from genegraph.data.readers import read_counts
 from genegraph.errors import DataError
-from genegraph.readers import read_counts
 from helpers import random_counts, write_10x_h5_v3, write_10x_mtx, write_h5ad
 
 GENES = ["ENSG00000000001", "ENSG00000000002", "ENSG00000000003", "ENSG00000000004"]
@@ -22,7 +21,7 @@ def test_h5ad_x_layer_and_raw(tmp_path):
     x = random_counts(20, 4)
     write_h5ad(tmp_path / "a.h5ad", x.astype(float) / 3, NAMES, layers={"counts": x})
     got = read_counts(tmp_path / "a.h5ad", "h5ad", matrix_key="counts")
-    assert (got.X != x).nnz == 0 and list(got.var_names) == NAMES
+    assert (x != got.X).nnz == 0 and list(got.var_names) == NAMES
     with pytest.raises(DataError, match="no layer 'umi'"):
         read_counts(tmp_path / "a.h5ad", "h5ad", matrix_key="umi")
 
@@ -46,7 +45,7 @@ def test_10x_h5_v3_splits_antibodies(tmp_path):
     write_10x_h5_v3(tmp_path / "m.h5", x, [f"B{i}-1" for i in range(15)], GENES + ["CD3", "CD4"],
                     NAMES + ["CD3_TotalSeqB", "CD4_TotalSeqB"], types)
     got = read_counts(tmp_path / "m.h5", "10x_h5")
-    assert got.shape == (15, 4) and (got.X != x[:, :4]).nnz == 0
+    assert got.shape == (15, 4) and (x[:, :4] != got.X).nnz == 0
     assert list(got.var["feature_id"]) == GENES and list(got.var_names) == NAMES
     assert got.obsm["protein"].shape == (15, 2)
     assert np.array_equal(got.obsm["protein"].to_numpy(), x[:, 4:].toarray())
@@ -80,7 +79,7 @@ def test_10x_mtx_v3_and_v2(tmp_path):
     write_10x_mtx(tmp_path / "v2" / "hg19", x, bcs, GENES, NAMES, v3=False)  # one sub-folder level
     for folder in (tmp_path / "v3", tmp_path / "v2"):
         got = read_counts(folder, "10x_mtx")
-        assert (got.X != x).nnz == 0 and list(got.obs_names) == bcs
+        assert (x != got.X).nnz == 0 and list(got.obs_names) == bcs
         assert list(got.var["feature_id"]) == GENES
 
 

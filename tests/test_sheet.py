@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
+from genegraph.data.sheet import load_schema, load_sheet
 from genegraph.errors import DataError
-from genegraph.sheet import load_schema, load_sheet
 
 SCHEMA = load_schema(Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "datasets.schema.yaml")
 HEADER = "dataset\tmodality\ttissue\tspecies\tsource\tsha256\tformat\tgene_id"
@@ -33,11 +32,11 @@ def test_valid_sheet_is_typed_with_defaults(tmp_path):
 @pytest.mark.parametrize("row,message", [
     (f"d1\tproteomics\tblood\thuman\ta.h5ad\t{SHA}\th5ad\tsymbol",
      "line 2 (dataset 'd1'), column 'modality': 'proteomics' is not one of"),
-    (f"d1\tscrna\tblood\thuman\ta.h5ad\tabc123\th5ad\tsymbol", "column 'sha256': 'abc123' does not match"),
-    (f"d-1\tscrna\tblood\thuman\ta.h5ad\t\th5ad\tsymbol", "column 'dataset': 'd-1' does not match"),
-    (f"d1\tscrna\tblood\thuman\ta.csv\t\tcsv\tsymbol", "column 'orientation': is empty (required for format csv)"),
-    (f"d1\tscrna\t\thuman\ta.h5ad\t\th5ad\tsymbol", "column 'tissue': is empty"),
-    (f"d1\tscrna\tblood\thuman\tftp://x/a.h5ad\t\th5ad\tsymbol", "column 'source': 'ftp://x/a.h5ad' does not match"),
+    ("d1\tscrna\tblood\thuman\ta.h5ad\tabc123\th5ad\tsymbol", "column 'sha256': 'abc123' does not match"),
+    ("d-1\tscrna\tblood\thuman\ta.h5ad\t\th5ad\tsymbol", "column 'dataset': 'd-1' does not match"),
+    ("d1\tscrna\tblood\thuman\ta.csv\t\tcsv\tsymbol", "column 'orientation': is empty (required for format csv)"),
+    ("d1\tscrna\t\thuman\ta.h5ad\t\th5ad\tsymbol", "column 'tissue': is empty"),
+    ("d1\tscrna\tblood\thuman\tftp://x/a.h5ad\t\th5ad\tsymbol", "column 'source': 'ftp://x/a.h5ad' does not match"),
 ])
 def test_bad_values_name_row_and_column(tmp_path, row, message):
     with pytest.raises(DataError) as err:
@@ -46,7 +45,7 @@ def test_bad_values_name_row_and_column(tmp_path, row, message):
 
 
 def test_duplicate_ids(tmp_path):
-    row = f"d1\tscrna\tblood\thuman\ta.h5ad\t\th5ad\tsymbol"
+    row = "d1\tscrna\tblood\thuman\ta.h5ad\t\th5ad\tsymbol"
     with pytest.raises(DataError, match="lines 2, 3, column 'dataset': duplicate dataset id 'd1'"):
         load_sheet(sheet(tmp_path, row, row), SCHEMA)
 
@@ -59,7 +58,7 @@ def test_missing_and_unknown_columns(tmp_path):
 
 
 def test_non_numeric_override(tmp_path):
-    path = sheet(tmp_path, f"d1\tscrna\tblood\thuman\ta.h5ad\t\th5ad\tsymbol\tmany", header=HEADER + "\tmin_genes")
+    path = sheet(tmp_path, "d1\tscrna\tblood\thuman\ta.h5ad\t\th5ad\tsymbol\tmany", header=HEADER + "\tmin_genes")
     with pytest.raises(DataError, match="column 'min_genes': 'many' is not of type 'integer', 'null'"):
         load_sheet(path, SCHEMA)
 
@@ -96,7 +95,7 @@ def test_empty_sheet_is_a_sheet_error(tmp_path, content):
 
 def test_line_numbers_count_comment_and_blank_lines(tmp_path):
     path = tmp_path / "datasets.tsv"
-    path.write_text("\n".join([HEADER, "# a comment", "", f"d1\tproteomics\tblood\thuman\ta.h5ad\t\th5ad\tsymbol"]))
+    path.write_text("\n".join([HEADER, "# a comment", "", "d1\tproteomics\tblood\thuman\ta.h5ad\t\th5ad\tsymbol"]))
     with pytest.raises(DataError, match="datasets.tsv line 4 \\(dataset 'd1'\\), column 'modality'"):
         load_sheet(path, SCHEMA)
 

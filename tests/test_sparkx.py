@@ -11,9 +11,8 @@ import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
-
-from genegraph import sparkx as sx
 from genegraph.errors import DataError
+from genegraph.stats import sparkx as sx
 
 STAT_COLS = [f"stat_{k}" for k in sx.KERNELS]
 PVAL_COLS = [f"pval_{k}" for k in sx.KERNELS]

@@ -3,20 +3,18 @@ protein -> gene mapping, the gene-gene table and a dataset's STRING edges."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import gzip
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-from genegraph.download import sha256_file
+from genegraph.data.download import sha256_file
+from genegraph.data.genes import load_gene_table
 from genegraph.errors import DataError
-from genegraph.genes import load_gene_table
-from genegraph.orthologs import gene_map
-from genegraph.string_db import (
+from genegraph.graphs.priors.orthologs import gene_map
+from genegraph.graphs.priors.string_files import (
     CHANNELS,
     combined_score,
     fetch_string,
@@ -25,7 +23,7 @@ from genegraph.string_db import (
     read_links,
     string_urls,
 )
-from genegraph.string_graph import (
+from genegraph.graphs.priors.string_links import (
     map_proteins_to_genes,
     read_gene_links,
     string_edges,
@@ -226,7 +224,7 @@ def test_conflicting_aliases_choose_deterministically_and_log(caplog):
             (ensp(4), "ENSG00000000005", "Ensembl_gene"), (ensp(4), "GENED", "UniProt_GN_Name")]  # id-as-symbol loses
     aliases = pd.DataFrame(rows, columns=["protein", "alias", "source"])
     proteins = [ensp(k) for k in (1, 2, 3, 4)]
-    with caplog.at_level(logging.WARNING, logger="genegraph.string_graph"):
+    with caplog.at_level(logging.WARNING, logger="genegraph.graphs.priors.string_links"):
         first, _ = map_proteins_to_genes(proteins, taxon=9606, gene_table=gencode(), aliases=aliases)
     assert first.set_index("protein")["symbol"].to_dict() == {
         ensp(1): "GENEA", ensp(2): "GENED", ensp(3): "GENEC", ensp(4): "GENED"}
@@ -257,7 +255,7 @@ def test_v11_5_subset_parses_through_the_v12_code_path(shared_data, tmp_path, ca
     assert (np.floor(recombined) == in_file).mean() > 0.9
 
     human = load_gene_table(REPO / "resources/genes/genes_homo_sapiens.csv.gz")
-    with caplog.at_level(logging.WARNING, logger="genegraph.string_graph"):
+    with caplog.at_level(logging.WARNING, logger="genegraph.graphs.priors.string_links"):
         table, mapping, summary = string_gene_table(got["links"].path, taxon=9606, gene_table=human,
                                                     aliases_path=got["aliases"].path)
     assert "RAB40A, RAB40AL -> RAB40A" in caplog.text  # a real conflicting alias pair, resolved and logged

@@ -3,6 +3,7 @@ damaged outputs -- real snakemake runs on one small dataset in temporary copies 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -17,7 +18,8 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from test_workflow import copy_repo, job_counts, sheet, smk, write_sheet
+import yaml
+from test_workflow import REPO, copy_repo, job_counts, sheet, smk, write_sheet
 
 pytestmark = pytest.mark.workflow
 
@@ -156,3 +158,56 @@ def test_a_truncated_output_is_recomputed_with_what_follows(built, tmp_path):
     for key, value in reference.items():
         assert np.array_equal(value, again[key]), key
     assert "Nothing to be done" in smk(workdir, "-n", "-c", "1", COEXPR)
+
+
+def fake_string_release(folder: Path) -> tuple[str, dict[str, str]]:
+    """STRING's download layout under ``folder`` (v12.0, human) built from the embedded demo subset, reached
+    through a file:// base URL; returns the base URL and the sha256 of each file."""
+    demo = REPO / "resources" / "priors" / "string_demo"
+    files = {"protein.links.detailed": demo / "9606.protein.links.txt.gz",
+             "protein.aliases": demo / "9606.protein.aliases.txt.gz"}
+    digests = {}
+    for kind, src in files.items():
+        dst = folder / f"{kind}.v12.0" / f"9606.{kind}.v12.0.txt.gz"
+        dst.parent.mkdir(parents=True)
+        shutil.copyfile(src, dst)
+        digests[dst.name] = hashlib.sha256(dst.read_bytes()).hexdigest()
+    info = folder / "protein.info.v12.0" / "9606.protein.info.v12.0.txt.gz"
+    info.parent.mkdir(parents=True)
+    with gzip.open(info, "wt") as fh:
+        fh.write("#string_protein_id\tpreferred_name\tprotein_size\tannotation\n")
+    digests[info.name] = hashlib.sha256(info.read_bytes()).hexdigest()
+    return f"file://{folder}", digests
+
+
+def test_changed_string_checksum_or_species_table_reruns_exactly_their_jobs(built, tmp_path):
+    workdir = clone(built, tmp_path / "w")
+    base, digests = fake_string_release(tmp_path / "string_release")
+    settings = tmp_path / "string.yaml"
+    settings.write_text(yaml.safe_dump({"priors": {"string": {"source": "download", "base_url": base}}}))
+    graph = f"results/{DATASET}/graph/graph.h5ad"
+    smk(workdir, "-c", "1", graph, "--configfile", str(settings))
+    assert "Nothing to be done" in smk(workdir, "-n", "-c", "1", graph, "--configfile", str(settings))
+
+    pinned = tmp_path / "pinned.yaml"
+    pinned.write_text(yaml.safe_dump({"priors": {"string": {"source": "download", "base_url": base,
+                                                            "sha256": digests}}}))
+    out = smk(workdir, "-n", "-c", "1", graph, "--configfile", str(pinned))
+    assert job_counts(out) == {"download_string": 1, "string_mygene": 1, "string_gene_links": 1, "build_graphs": 1}
+
+    table = {"human": {"taxon": 9606, "gene_table": "resources/genes/genes_homo_sapiens.csv.gz"},
+             "mouse": {"taxon": 10090, "gene_table": "resources/genes/genes_mus_musculus.csv.gz"}}
+    unrelated = tmp_path / "rat.yaml"  # a species no dataset uses: nothing reruns
+    unrelated.write_text(yaml.safe_dump({"species": {**table, "rat": {"taxon": 10116, "gene_table": "x"}},
+                                         "priors": {"string": {"source": "download", "base_url": base}}}))
+    assert "Nothing to be done" in smk(workdir, "-n", "-c", "1", graph, "--configfile", str(unrelated))
+    mouse = tmp_path / "mouse.yaml"  # the mouse entry is not used by this human dataset's graph either
+    mouse.write_text(yaml.safe_dump({"species": {**table, "mouse": {"taxon": 10091, "gene_table": table["mouse"][
+        "gene_table"]}}, "priors": {"string": {"source": "download", "base_url": base}}}))
+    assert "Nothing to be done" in smk(workdir, "-n", "-c", "1", graph, "--configfile", str(mouse))
+    human = tmp_path / "human.yaml"  # the human entry is: STRING and the prior edges are redone, nothing before
+    human.write_text(yaml.safe_dump({"species": {**table, "human": {**table["human"], "taxon": 9605}},
+                                     "priors": {"string": {"source": "download", "base_url": base}}}))
+    out = smk(workdir, "-n", "-c", "1", graph, "--configfile", str(human))
+    assert job_counts(out) == {"download_string": 1, "string_mygene": 1, "string_gene_links": 1, "build_graphs": 1}
+    assert "Params have changed since last execution" in out

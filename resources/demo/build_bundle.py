@@ -164,7 +164,7 @@ def main() -> None:
         table = pd.DataFrame(rows)
         table.to_csv(DEMO / "provenance.tsv", sep="\t", index=False)
         print(table[["stored", "stored_sha256"]].to_string(index=False))
-        from genegraph.download import sha256_path
+        from genegraph.data.download import sha256_path
 
         print("visium folder manifest sha256:", sha256_path(vis))
 

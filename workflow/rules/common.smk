@@ -1,50 +1,70 @@
-# Config and sheet validation, the dataset table, wildcard constraints, parameter helpers and targets.
+# Config and sheet validation, the dataset table, parameter helpers and the default targets.
 import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
-from snakemake.utils import validate
 
 REPO = Path(workflow.basedir)
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
+from genegraph.config import complete, load_schema  # noqa: E402
+from genegraph.data.integrity import mark_damaged  # noqa: E402
+from genegraph.data.sheet import load_sheet  # noqa: E402
+from genegraph.data.sheet import load_schema as load_sheet_schema  # noqa: E402
 from genegraph.errors import DataError  # noqa: E402
-from genegraph.integrity import mark_damaged  # noqa: E402
-from genegraph.gene_sets import msigdb_url  # noqa: E402
-from genegraph.sheet import load_schema, load_sheet  # noqa: E402
+from genegraph.graphs.priors.hallmark import msigdb_url  # noqa: E402
 
-validate(config, REPO / "workflow" / "schemas" / "config.schema.yaml")
-
-# A finished file that cannot be read back (truncated h5ad or checkpoint) is marked outdated so that it is
-# recomputed, never handed to the next job as good. Only the main process sweeps (not a job re-parsing this file).
-if workflow.is_main_process:
-    for _path, _why in mark_damaged(Path("results")):
-        logger.warning(f"{_path} is damaged ({_why}): it is recomputed, with everything after it")
-
+# The config schema is the one source of every option's type, default and description: the merged config
+# files are completed with its defaults and validated against it before anything runs.
 try:
-    SHEET = load_sheet(config["datasets"], load_schema(REPO / "workflow" / "schemas" / "datasets.schema.yaml"))
+    _complete = complete(
+        load_schema(REPO / "workflow" / "schemas" / "config.schema.yaml"), dict(config)
+    )
+    SHEET = load_sheet(
+        _complete["datasets"],
+        load_sheet_schema(REPO / "workflow" / "schemas" / "datasets.schema.yaml"),
+    )
 except DataError as err:
     raise WorkflowError(str(err)) from None
+config.update(_complete)
+
+# A finished file that cannot be read back (truncated h5ad or checkpoint) is marked outdated so that it is
+# recomputed, never handed to the next job as good. Only the main process sweeps (not a job re-parsing this).
+if workflow.is_main_process:
+    for _path, _why in mark_damaged(Path("results")):
+        logger.warning(
+            f"{_path} is damaged ({_why}): it is recomputed, with everything after it"
+        )
 
 _unknown_species = SHEET.loc[~SHEET["species"].isin(list(config["species"]))]
 if not _unknown_species.empty:
     raise WorkflowError(
         "invalid dataset sheet:\n  "
         + "\n  ".join(
-            f"{Path(config['datasets']).name} dataset '{d}', column 'species': '{s}' is not in the config's "
-            f"species table ({', '.join(config['species'])})"
+            f"{Path(config['datasets']).name} dataset '{d}', column 'species': '{s}' is not in the "
+            f"config's species table ({', '.join(config['species'])})"
             for d, s in _unknown_species["species"].items()
         )
     )
 
 PRIORS = config["priors"]
-_bad = [s for s in PRIORS["string"]["species"] + [PRIORS["hallmark"]["species"]] if s not in config["species"]]
+_bad = [
+    s
+    for s in PRIORS["string"]["species"] + [PRIORS["hallmark"]["species"]]
+    if s not in config["species"]
+]
 if _bad:
-    raise WorkflowError(f"config priors: species {_bad} are not in the config's species table")
-if PRIORS["string"]["source"] == "embedded" and PRIORS["string"]["species"] != ["human"]:
-    raise WorkflowError("config priors.string: the embedded STRING subset is human; set species: [human] "
-                        "or source: download")
+    raise WorkflowError(
+        f"config priors: species {_bad} are not in the config's species table"
+    )
+if PRIORS["string"]["source"] == "embedded" and PRIORS["string"]["species"] != [
+    "human"
+]:
+    raise WorkflowError(
+        "config priors.string: the embedded STRING subset is human; set species: [human] "
+        "or source: download"
+    )
 
 DATASETS = SHEET.index[SHEET["enabled"].astype(bool)].tolist()
 if not DATASETS:
@@ -56,14 +76,15 @@ def ds(column):
     return lambda wc: SHEET.at[wc.dataset, column]
 
 
-def qc_param(name):
-    """Params function: the dataset's QC override for ``name``, else the config default."""
+def qc_settings(wc):
+    """Params function: the QC section with the dataset's own sheet overrides (columns of the same name)."""
+    own = {k: SHEET.at[wc.dataset, k] for k in config["qc"] if k in SHEET.columns}
+    return {**config["qc"], **{k: v for k, v in own.items() if v is not None}}
 
-    def value(wc):
-        own = SHEET.at[wc.dataset, name] if name in SHEET.columns else None
-        return own if own is not None else config["qc"][name]
 
-    return value
+def without(section, *keys):
+    """A config section without its run-level keys (those must not rerun every job of the section)."""
+    return {k: v for k, v in config[section].items() if k not in keys}
 
 
 def gene_table(wc):
@@ -72,7 +93,9 @@ def gene_table(wc):
 
 def mem_by_input(base_mb, per_input_mb):
     """Resources function: ``base_mb`` + ``per_input_mb`` per MB of input, doubled on each retry."""
-    return lambda wc, input, attempt: int((base_mb + per_input_mb * input.size_mb) * 2 ** (attempt - 1))
+    return lambda wc, input, attempt: int(
+        (base_mb + per_input_mb * input.size_mb) * 2 ** (attempt - 1)
+    )
 
 
 def runtime_min(minutes):
@@ -93,6 +116,18 @@ def string_species_of(wc):
     (reached through orthologs)."""
     own = SHEET.at[wc.dataset, "species"]
     return own if own in PRIORS["string"]["species"] else PRIORS["string"]["species"][0]
+
+
+def species_table(wc):
+    """Params function: the species-table entries a dataset's prior edges depend on (its own species, its
+    STRING species and the hallmark species): editing one of them reruns exactly those jobs.
+    """
+    names = {
+        SHEET.at[wc.dataset, "species"],
+        string_species_of(wc),
+        PRIORS["hallmark"]["species"],
+    }
+    return {name: config["species"][name] for name in sorted(names)}
 
 
 def string_files(wc):
@@ -123,21 +158,10 @@ def prior_inputs(wc):
     }
 
 
-def train_config(wc):
-    """The MuSe-GNN training options of one seed (config ``train`` without the run-level keys)."""
-    cfg = {k: v for k, v in config["train"].items() if k not in ("seeds", "device", "threads")}
-    return {**cfg, "seed": int(wc.seed)}
-
-
 SEEDS = [int(s) for s in config["train"]["seeds"]]
 FIRST_SEED = SEEDS[0]
 METHODS = list(config["evaluate"]["methods"])
 BASELINES = [m for m in METHODS if m != "musegnn"]
-
-
-def baseline_config(wc):
-    """The options of all baselines (config ``baselines`` without the run-level keys)."""
-    return {k: v for k, v in config["baselines"].items() if k not in ("device", "threads")}
 
 
 def embeddings_path(method, seed):
@@ -155,11 +179,6 @@ def evaluation_inputs(wc):
     inputs = {f"{m}_seed{s}": embeddings_path(m, s) for m, s in evaluation_runs()}
     inputs["graphs"] = expand("results/{dataset}/graph/graph.h5ad", dataset=DATASETS)
     return inputs
-
-
-def metric_config(wc):
-    """Metric options (config ``evaluate`` without the run-level keys)."""
-    return {k: v for k, v in config["evaluate"].items() if k not in ("methods", "group_by")}
 
 
 def function_methods(wc=None):
@@ -188,8 +207,11 @@ def final_targets():
     if "train" in config["stages"]:
         targets += expand("results/musegnn/seed{seed}/embeddings.h5ad", seed=SEEDS)
     if "evaluate" in config["stages"]:
-        targets += ["results/evaluation/summary.tsv", "results/evaluation/module_table.tsv",
-                    "results/evaluation/function_prediction.tsv"]
+        targets += [
+            "results/evaluation/summary.tsv",
+            "results/evaluation/module_table.tsv",
+            "results/evaluation/function_prediction.tsv",
+        ]
     if "report" in config["stages"]:
         targets.append("results/report.html")
     return targets

@@ -1,29 +1,5 @@
-# Evaluation: baselines on the same graphs and seeds, the six metrics for every method x seed, gene modules
-# of the MuSe-GNN embeddings, and gene-function prediction.
-
-
-rule baseline:
-    input:
-        graphs=expand("results/{dataset}/graph/graph.h5ad", dataset=DATASETS),
-    output:
-        "results/baselines/{method}/seed{seed}/embeddings.h5ad",
-    params:
-        cfg=baseline_config,
-        device=config["baselines"]["device"],
-    log:
-        "logs/baseline/{method}_seed{seed}.log",
-    benchmark:
-        "benchmarks/baseline/{method}_seed{seed}.tsv"
-    threads: config["baselines"]["threads"]
-    resources:
-        mem_mb=mem_by_input(3000, 20),
-        runtime=runtime_min(240),
-    conda:
-        "../../envs/train.yaml"
-    message:
-        "Baseline {wildcards.method} (seed {wildcards.seed}) on {input.graphs}"
-    script:
-        "../scripts/baseline.py"
+# Evaluation of the gene embeddings: the six metrics for every method x seed, gene modules of the MuSe-GNN
+# embeddings, and gene-function prediction.
 
 
 rule evaluate:
@@ -40,20 +16,20 @@ rule evaluate:
             caption="../report/summary.rst",
             category="Evaluation",
         ),
-    params:
-        runs=evaluation_runs,
-        cfg=metric_config,
-        group_by=config["evaluate"]["group_by"],
     log:
         "logs/evaluate.log",
     benchmark:
         "benchmarks/evaluate.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
     threads: 1
     resources:
         mem_mb=mem_by_input(4000, 20),
         runtime=runtime_min(120),
-    conda:
-        "../../envs/evaluate.yaml"
+    params:
+        runs=evaluation_runs,
+        cfg=without("evaluate", "methods", "group_by"),
+        group_by=config["evaluate"]["group_by"],
     message:
         "Scoring {params.runs} on the six metrics"
     script:
@@ -65,25 +41,25 @@ rule modules:
         embeddings=f"results/musegnn/seed{FIRST_SEED}/embeddings.h5ad",
         gmt=hallmark_gmt(),
     output:
-        rows="results/evaluation/modules.tsv",
+        rows="results/evaluation/modules.h5ad",
         enrichment="results/evaluation/module_enrichment.tsv",
         table=report(
             "results/evaluation/module_table.tsv",
             caption="../report/modules.rst",
             category="Evaluation",
         ),
-    params:
-        cfg=config["modules"],
     log:
         "logs/modules.log",
     benchmark:
         "benchmarks/modules.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
     threads: 1
     resources:
         mem_mb=mem_by_input(3000, 20),
         runtime=runtime_min(60),
-    conda:
-        "../../envs/evaluate.yaml"
+    params:
+        cfg=config["modules"],
     message:
         "Gene modules of the MuSe-GNN embeddings and their hallmark enrichment"
     script:
@@ -99,19 +75,19 @@ rule function_prediction:
             caption="../report/function_prediction.rst",
             category="Evaluation",
         ),
-    params:
-        cfg=config["function_prediction"],
-        methods=function_methods,
     log:
         "logs/function_prediction.log",
     benchmark:
         "benchmarks/function_prediction.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
     threads: 1
     resources:
         mem_mb=mem_by_input(3000, 20),
         runtime=runtime_min(60),
-    conda:
-        "../../envs/evaluate.yaml"
+    params:
+        cfg=config["function_prediction"],
+        methods=function_methods,
     message:
         "Gene-function prediction (k-NN) from {params.methods} and raw features"
     script:

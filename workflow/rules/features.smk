@@ -16,12 +16,12 @@ rule spatial_genes:
         "logs/spatial_genes/{dataset}.log",
     benchmark:
         "benchmarks/spatial_genes/{dataset}.tsv"
+    conda:
+        "../../envs/features.yaml"
     threads: 2
     resources:
         mem_mb=mem_by_input(2000, 30),
         runtime=runtime_min(30),
-    conda:
-        "../../envs/features.yaml"
     message:
         "SPARK-X spatially variable genes of dataset {wildcards.dataset}"
     script:
@@ -33,20 +33,20 @@ rule features:
         unpack(feature_inputs),
     output:
         "results/{dataset}/features.h5ad",
-    params:
-        n_genes=config["hvg"]["n"],
-        seed=config["features"]["seed"],
-        depth_key=config["features"]["depth"],
     log:
         "logs/features/{dataset}.log",
     benchmark:
         "benchmarks/features/{dataset}.tsv"
+    conda:
+        "../../envs/features.yaml"
     threads: 2
     resources:
         mem_mb=mem_by_input(3000, 60),
         runtime=runtime_min(60),
-    conda:
-        "../../envs/features.yaml"
+    params:
+        n_genes=config["hvg"]["n"],
+        seed=config["features"]["seed"],
+        depth_key=config["features"]["depth"],
     message:
         "SCTransform-v2 residual features of dataset {wildcards.dataset}"
     script:

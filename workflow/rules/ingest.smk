@@ -7,6 +7,16 @@ rule ingest:
         gene_table=gene_table,
     output:
         "results/{dataset}/dataset.h5ad",
+    log:
+        "logs/ingest/{dataset}.log",
+    benchmark:
+        "benchmarks/ingest/{dataset}.tsv"
+    conda:
+        "../../envs/ingest.yaml"
+    threads: 1
+    resources:
+        mem_mb=mem_by_input(2000, 20),
+        runtime=runtime_min(30),
     params:
         modality=ds("modality"),
         tissue=ds("tissue"),
@@ -22,16 +32,6 @@ rule ingest:
         batch_key=ds("batch_key"),
         celltype_key=ds("celltype_key"),
         min_gene_table_frac=config["checks"]["min_gene_table_frac"],
-    log:
-        "logs/ingest/{dataset}.log",
-    benchmark:
-        "benchmarks/ingest/{dataset}.tsv"
-    threads: 1
-    resources:
-        mem_mb=mem_by_input(2000, 20),
-        runtime=runtime_min(30),
-    conda:
-        "../../envs/ingest.yaml"
     message:
         "Reading dataset {wildcards.dataset} into its canonical AnnData"
     script:

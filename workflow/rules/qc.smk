@@ -18,24 +18,19 @@ rule qc:
             category="Quality control",
             subcategory="{dataset}",
         ),
-    params:
-        min_genes=qc_param("min_genes"),
-        min_cells=qc_param("min_cells"),
-        max_genes=qc_param("max_genes"),
-        max_pct_mt=qc_param("max_pct_mt"),
-        mad_outliers=qc_param("mad_outliers"),
-        mt_prefix=config["qc"]["mt_prefix"],
-        min_dataset_cells=config["checks"]["min_dataset_cells"],
     log:
         "logs/qc/{dataset}.log",
     benchmark:
         "benchmarks/qc/{dataset}.tsv"
+    conda:
+        "../../envs/qc.yaml"
     threads: 1
     resources:
         mem_mb=mem_by_input(2000, 20),
         runtime=runtime_min(30),
-    conda:
-        "../../envs/qc.yaml"
+    params:
+        qc=qc_settings,
+        min_dataset_cells=config["checks"]["min_dataset_cells"],
     message:
         "QC of dataset {wildcards.dataset}"
     script:
@@ -51,19 +46,22 @@ rule qc_summary:
             caption="../report/qc_summary.rst",
             category="Quality control",
         ),
-    params:
-        datasets=DATASETS,
-        annotation={d: SHEET.loc[d, ["modality", "tissue", "species"]].to_dict() for d in DATASETS},
     log:
         "logs/qc_summary.log",
     benchmark:
         "benchmarks/qc_summary.tsv"
     localrule: True
+    conda:
+        "../../envs/qc.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 1000 * attempt,
         runtime=runtime_min(10),
-    conda:
-        "../../envs/qc.yaml"
+    params:
+        datasets=DATASETS,
+        annotation={
+            d: SHEET.loc[d, ["modality", "tissue", "species"]].to_dict()
+            for d in DATASETS
+        },
     script:
         "../scripts/qc_summary.py"

@@ -8,7 +8,7 @@ rule report:
         graphs_summary="results/graphs_summary.tsv",
         losses=expand("results/musegnn/seed{seed}/losses.tsv", seed=SEEDS),
         runs=expand("results/musegnn/seed{seed}/run.json", seed=SEEDS),
-        embedding_rows="results/evaluation/modules.tsv",
+        embedding_rows="results/evaluation/modules.h5ad",
         modules="results/evaluation/module_table.tsv",
         summary="results/evaluation/summary.tsv",
         function="results/evaluation/function_prediction.tsv",
@@ -18,20 +18,20 @@ rule report:
             caption="../report/report.rst",
             category="Report",
         ),
-    params:
-        datasets=DATASETS,
-        seeds=SEEDS,
     log:
         "logs/report.log",
     benchmark:
         "benchmarks/report.tsv"
     localrule: True
+    conda:
+        "../../envs/qc.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 2000 * attempt,
         runtime=runtime_min(20),
-    conda:
-        "../../envs/qc.yaml"
+    params:
+        datasets=DATASETS,
+        seeds=SEEDS,
     message:
         "Writing the HTML report results/report.html"
     script:

@@ -13,20 +13,20 @@ rule train:
             subcategory="seed {seed}",
         ),
         run="results/musegnn/seed{seed}/run.json",
-    params:
-        cfg=train_config,
-        device=config["train"]["device"],
     log:
         "logs/train/seed{seed}.log",
     benchmark:
         "benchmarks/train/seed{seed}.tsv"
+    conda:
+        "../../envs/train.yaml"
     threads: config["train"]["threads"]
     resources:
         gpu=1,
         mem_mb=mem_by_input(4000, 40),
         runtime=runtime_min(240),
-    conda:
-        "../../envs/train.yaml"
+    params:
+        cfg=without("train", "seeds", "device", "threads"),
+        device=config["train"]["device"],
     message:
         "Training MuSe-GNN (seed {wildcards.seed}) on {input.graphs}"
     script:

@@ -3,12 +3,12 @@
 from dataclasses import asdict
 from pathlib import Path
 
-from genegraph.download import fetch, remove_stale
+from genegraph.data.download import fetch, remove_stale
 from genegraph.io import write_json
 from genegraph.logs import rule_context
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-with rule_context(smk.log[0], smk.wildcards.dataset) as log:
+with rule_context(smk.log[0], smk.wildcards.dataset, threads=smk.threads) as log:
     manifest_path = Path(smk.output[0])
     folder = manifest_path.parent
     # Transport settings and the mirror location are read from the config on purpose, not from params:

@@ -2,16 +2,17 @@
 
 from pathlib import Path
 
-from genegraph.download import fetch
-from genegraph.gene_sets import read_gmt
+from genegraph.data.download import fetch
+from genegraph.graphs.priors.hallmark import read_gmt
 from genegraph.logs import rule_context
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-with rule_context(smk.log[0]) as log:
+with rule_context(smk.log[0], threads=smk.threads) as log:
     cfg = smk.config  # transfer settings: see download.py for why they are not params
     out = Path(smk.output[0])
-    got = fetch(smk.params.source, out.parent, sha256=cfg["priors"]["hallmark"].get("sha256") or None,
-                mirror=Path(cfg["mirror"]) if cfg.get("mirror") else None, base_dir=Path(smk.scriptdir).resolve().parents[1],
+    got = fetch(smk.params.source, out.parent, sha256=smk.params.sha256 or None,
+                mirror=Path(cfg["mirror"]) if cfg.get("mirror") else None,
+                base_dir=Path(smk.scriptdir).resolve().parents[1],
                 lock_file=Path(cfg["checksum_lock"]), retries=cfg["download"]["retries"],
                 backoff=cfg["download"]["backoff_seconds"], timeout=cfg["download"]["timeout_seconds"])
     if got.path != out:

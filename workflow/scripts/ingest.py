@@ -3,15 +3,15 @@
 import json
 from pathlib import Path
 
-from genegraph.dataset import build_canonical, read_metadata
-from genegraph.genes import load_gene_table
+from genegraph.data.dataset import build_canonical, read_metadata
+from genegraph.data.genes import load_gene_table
+from genegraph.data.readers import read_counts
 from genegraph.io import write_h5ad
 from genegraph.logs import rule_context
-from genegraph.readers import read_counts
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 p = smk.params
-with rule_context(smk.log[0], smk.wildcards.dataset) as log:
+with rule_context(smk.log[0], smk.wildcards.dataset, threads=smk.threads) as log:
     manifest = json.loads(Path(smk.input.source).read_text())
     raw = read_counts(
         Path(manifest["source"]["path"]),

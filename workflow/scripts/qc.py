@@ -1,24 +1,17 @@
 """Rule qc: filter cells and genes of one dataset; write the QC'd AnnData, the step table and the figure."""
 
 import anndata as ad
-
+from genegraph.config import settings
+from genegraph.data.qc import QCSettings, plot_qc, run_qc
 from genegraph.io import write_h5ad, write_tsv
-from genegraph.plots import save_figure
 from genegraph.logs import rule_context
-from genegraph.qc import QCParams, plot_qc, run_qc
+from genegraph.plots import save_figure
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 p = smk.params
 dataset = smk.wildcards.dataset
-with rule_context(smk.log[0], dataset) as log:
-    params = QCParams(
-        min_genes=p.min_genes,
-        min_cells=p.min_cells,
-        mt_prefix=p.mt_prefix,
-        max_genes=p.max_genes,
-        max_pct_mt=p.max_pct_mt,
-        mad_outliers=p.mad_outliers,
-    )
+with rule_context(smk.log[0], dataset, threads=smk.threads) as log:
+    params = settings(QCSettings, "qc", p.qc)
     adata = ad.read_h5ad(smk.input[0])
     log.info("read %s: %d cells x %d genes; %s", smk.input[0], adata.n_obs, adata.n_vars, params)
     qcd, steps, metrics = run_qc(adata, params, min_dataset_cells=p.min_dataset_cells)

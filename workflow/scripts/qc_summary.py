@@ -1,12 +1,11 @@
 """Rule qc_summary: one row per dataset with cells and genes before and after QC."""
 
 import pandas as pd
-
 from genegraph.io import write_tsv
 from genegraph.logs import rule_context
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-with rule_context(smk.log[0]) as log:
+with rule_context(smk.log[0], threads=smk.threads) as log:
     rows = []
     for dataset, path in zip(smk.params.datasets, smk.input):
         steps = pd.read_csv(path, sep="\t")

@@ -3,15 +3,15 @@
 import json
 from pathlib import Path
 
+import anndata as ad
 import pandas as pd
-
 from genegraph.io import atomic_path
 from genegraph.logs import rule_context
-from genegraph.report import ReportInputs, build_report, section_ids
+from genegraph.report.html import ReportInputs, build_report, section_ids
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
 i = smk.input
-with rule_context(smk.log[0]) as log:
+with rule_context(smk.log[0], threads=smk.threads) as log:
 
     def tsv(path):
         return pd.read_csv(path, sep="\t")
@@ -22,7 +22,7 @@ with rule_context(smk.log[0]) as log:
         graphs_summary=tsv(i.graphs_summary),
         losses=dict(zip(smk.params.seeds, map(tsv, i.losses))),
         runs={s: json.loads(Path(p).read_text()) for s, p in zip(smk.params.seeds, i.runs)},
-        embedding_rows=tsv(i.embedding_rows),
+        embedding_rows=ad.read_h5ad(i.embedding_rows),
         summary=tsv(i.summary),
         modules=tsv(i.modules),
         function=tsv(i.function),

@@ -1,13 +1,12 @@
 """Rule spatial_genes: SPARK-X on the QC'd counts of a spatial dataset; genes ranked, most variable first."""
 
 import anndata as ad
-
 from genegraph.io import write_tsv
 from genegraph.logs import rule_context
-from genegraph.sparkx import rank_spatial_genes, sparkx_adata
+from genegraph.stats.sparkx import rank_spatial_genes, sparkx_adata
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-with rule_context(smk.log[0], smk.wildcards.dataset) as log:
+with rule_context(smk.log[0], smk.wildcards.dataset, threads=smk.threads) as log:
     adata = ad.read_h5ad(smk.input[0])
     result = sparkx_adata(adata)
     ranked = rank_spatial_genes(result)

@@ -12,10 +12,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # busy-waiting OpenMP threa
 from pathlib import Path  # noqa: E402
 
 from genegraph.logs import rule_context  # noqa: E402
-from genegraph.models.train import train_musegnn  # noqa: E402
+from genegraph.models.musegnn.train import train_musegnn, train_settings  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
-with rule_context(smk.log[0]):
+with rule_context(smk.log[0], threads=smk.threads):
     out_dir = Path(smk.output.embeddings).parent
-    train_musegnn(list(smk.input.graphs), smk.params.cfg, out_dir, device=smk.params.device,
-                  checkpoint_dir=out_dir / "checkpoint", threads=smk.threads)
+    train_musegnn(list(smk.input.graphs), train_settings(smk.params.cfg), out_dir, seed=int(smk.wildcards.seed),
+                  device=smk.params.device, checkpoint_dir=out_dir / "checkpoint", threads=smk.threads)

@@ -7,7 +7,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 
 from .errors import DataError, for_dataset
@@ -27,17 +27,24 @@ def setup_logging(log_file: str | Path | None = None, level: int = logging.INFO)
 
 
 @contextmanager
-def rule_context(log_file: str | Path | None, dataset: str | None = None) -> Iterator[logging.Logger]:
+def rule_context(log_file: str | Path | None, dataset: str | None = None,
+                 threads: int | None = None) -> Iterator[logging.Logger]:
     """Set up logging for a rule script; a :class:`DataError` is logged as one line (prefixed with the
-    dataset id) and the script exits with status 1."""
+    dataset id) and the script exits with status 1.
+
+    ``threads``: the job's thread count, applied to the BLAS/OpenMP pools of numpy and scipy for the block, so
+    that results depend on the configuration, not on how many cores the node has (BLAS sums in an order
+    that depends on its thread count)."""
     setup_logging(log_file)
     logger = logging.getLogger("genegraph.rule")
-    try:
-        if dataset is None:
-            yield logger
-        else:
-            with for_dataset(dataset):
+    with ExitStack() as stack:
+        if threads:
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(limits=int(threads)))
+        try:
+            with for_dataset(dataset) if dataset is not None else nullcontext():
                 yield logger
-    except DataError as err:
-        logger.error("%s", err)
-        sys.exit(1)
+        except DataError as err:
+            logger.error("%s", err)
+            sys.exit(1)

@@ -1,6 +1,2 @@
-"""MuSe-GNN: model (:mod:`.musegnn`), losses (:mod:`.losses`), gene correspondences between graphs
-(:mod:`.pairs`) and the training stage (:mod:`.train`, entry point :func:`train_musegnn`)."""
-
-from .train import TrainConfig, train_musegnn
-
-__all__ = ["TrainConfig", "train_musegnn"]
+"""Models, one room each: MuSe-GNN (:mod:`.musegnn`) and its gene-embedding baselines (:mod:`.baselines`), the
+cell-level models, and the layers they share (:mod:`.layers`)."""

@@ -1,0 +1,1 @@
+"""Reading, checking and cleaning datasets: the sheet, downloads, readers, the canonical dataset, QC."""

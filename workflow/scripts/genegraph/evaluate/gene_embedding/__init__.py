@@ -1,0 +1,1 @@
+"""Gene-embedding evaluation: the six metrics, LISI, gene modules, function prediction."""

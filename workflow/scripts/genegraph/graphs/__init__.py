@@ -1,0 +1,1 @@
+"""Graphs built from the data: gene co-expression graphs, prior-knowledge edge types, cell graphs."""

@@ -1,0 +1,1 @@
+"""Prior-knowledge edge types: STRING protein links mapped to genes, MSigDB hallmark sets."""

@@ -1,0 +1,1 @@
+"""Statistics with no package equivalent: CS-CORE, SPARK-X, Davies' method, SCTransform-v2."""

@@ -1,0 +1,1 @@
+"""SCTransform-v2 (Seurat-faithful): fit, regularisation, Pearson residuals."""
