@@ -29,6 +29,7 @@ include: "workflow/rules/priors.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/imputation.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -153,3 +153,7 @@ def test_real_rdata_dense_matrix(shared_data):
     rda = shared_data / "spatial_st_mob_breastcancer" / "original" / "MERINGUE_mOB.rda"
     got = read_counts(rda, "rdata", matrix_key="mOB$counts", spatial_key="mOB$pos")
     assert got.shape == (262, 15928) and sp.issparse(got.X)
+    # the named factor beside the counts (the layer annotation) becomes a cell annotation, aligned by spot id
+    layers = got.obs["annot"]
+    assert layers.notna().sum() == 260 and layers.dropna().str.contains("Layer").all()
+    assert layers.loc["ACAACTATGGGTTGGCGG"] == "3: Outer Plexiform Layer"

@@ -70,6 +70,10 @@ def expected_jobs(datasets: list[str], spatial: set[str], first: str = "download
         counts["spatial_genes"] = len(spatial & set(datasets))
     if "qc" in chain:
         counts["qc_summary"] = 1
+    if "qc" in chain and spatial & set(datasets):  # the imputation stage starts from the QC'd spatial datasets
+        n = len(spatial & set(datasets))
+        counts.update({"imputation_mask": n, "train_imputation": 2 * n, "impute_baseline": 2 * n,
+                       "evaluate_imputation": 1})
     counts["graphs_summary"] = 1
     # everything after the graphs depends on all of them
     counts.update({"train": 1, "baseline": 6, "evaluate": 1, "modules": 1, "function_prediction": 1, "report": 1})
@@ -97,7 +101,7 @@ def write_sheet(workdir: Path, table: pd.DataFrame) -> None:
 def demo(tmp_path_factory) -> Path:
     """A repository copy on which the default run (`snakemake -c 2`) has completed."""
     workdir = copy_repo(tmp_path_factory.mktemp("demo"))
-    smk(workdir, "-c", "2")
+    smk(workdir, "-c", "2", timeout=3600)
     return workdir
 
 
@@ -162,9 +166,26 @@ def test_full_run_trains_musegnn(demo):
     assert run["seed"] == 0 and run["device"] == "cpu" and run["n_parameters"] == run["n_parameters_formula"]
 
 
+def test_full_run_imputes_the_spatial_dataset(demo):
+    scores = pd.read_csv(demo / "results" / "imputation" / "scores.tsv", sep="\t")
+    assert set(scores["method"]) == {"spaformer", "spaformer_mlp", "raw", "knn_smooth"}
+    assert set(scores["dataset"]) == {"visium_brain"} and (scores["seed"] == 0).all()
+    by = scores.set_index("method")
+    assert np.isfinite(by["rmse"]).all() and by.loc["spaformer", "rmse"] < by.loc["raw", "rmse"]
+    mask = ad.read_h5ad(demo / "results" / "imputation" / "visium_brain" / "mask.h5ad")
+    assert 0.25 < mask.uns["mask"]["share_of_entries"] <= 0.3 and mask.uns["mask"]["seed"] == 0
+    for method in ("spaformer", "spaformer_mlp"):
+        run = demo / "results" / "imputation" / "visium_brain" / method / "seed0"
+        assert (run / "model.pt").stat().st_size > 0 and len(pd.read_csv(run / "losses.tsv", sep="\t")) > 0
+        imputed = ad.read_h5ad(run / "imputed.h5ad")
+        assert imputed.shape == mask.shape and f"X_{method}" in imputed.obsm
+    summary = pd.read_csv(demo / "results" / "imputation" / "summary.tsv", sep="\t")
+    assert {"rmse_mean", "rmse_sd", "pearson_mean", "cosine_mean"} <= set(summary.columns)
+
+
 def test_full_run_ends_in_the_report(demo):
     page = (demo / "results" / "report.html").read_text()
-    assert section_ids(page) == list(SECTIONS)
+    assert section_ids(page) == [*SECTIONS, "imputation"]
     summary = pd.read_csv(demo / "results" / "evaluation" / "summary.tsv", sep="\t")
     assert set(summary["method"]) == {"musegnn", "pca", "gae", "vgae", "mae", "wsmae", "gene2vec"}
     blood = summary[summary["group"] == "blood"].set_index("method")

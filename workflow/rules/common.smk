@@ -193,6 +193,31 @@ def function_inputs(wc):
     return inputs
 
 
+#: Cell-level task stages: each has workflow/rules/<stage>.smk defining <stage>_targets() (its final outputs)
+#: and <stage>_report_inputs() (what its report section reads), and a report module genegraph.report.<stage>.
+TASK_STAGES = ("protein", "imputation", "cellplm")
+
+
+def report_inputs(wc):
+    """Inputs of the report: the gene-level results, plus "<stage>__<name>" inputs of each enabled task stage."""
+    inputs = {
+        "qc_summary": "results/qc_summary.tsv",
+        "qc_figures": expand("results/{dataset}/qc/qc.png", dataset=DATASETS),
+        "graphs_summary": "results/graphs_summary.tsv",
+        "losses": expand("results/musegnn/seed{seed}/losses.tsv", seed=SEEDS),
+        "runs": expand("results/musegnn/seed{seed}/run.json", seed=SEEDS),
+        "embedding_rows": "results/evaluation/modules.h5ad",
+        "modules": "results/evaluation/module_table.tsv",
+        "summary": "results/evaluation/summary.tsv",
+        "function": "results/evaluation/function_prediction.tsv",
+    }
+    for stage in TASK_STAGES:
+        if stage in config["stages"]:
+            stage_inputs = globals()[f"{stage}_report_inputs"]()
+            inputs.update({f"{stage}__{k}": v for k, v in stage_inputs.items()})
+    return inputs
+
+
 def final_targets():
     """Targets of the default target: the outputs of every enabled stage for every enabled dataset."""
     targets = []
@@ -212,6 +237,9 @@ def final_targets():
             "results/evaluation/module_table.tsv",
             "results/evaluation/function_prediction.tsv",
         ]
+    for stage in TASK_STAGES:
+        if stage in config["stages"]:
+            targets += globals()[f"{stage}_targets"]()
     if "report" in config["stages"]:
         targets.append("results/report.html")
     return targets

@@ -3,15 +3,7 @@
 
 rule report:
     input:
-        qc_summary="results/qc_summary.tsv",
-        qc_figures=expand("results/{dataset}/qc/qc.png", dataset=DATASETS),
-        graphs_summary="results/graphs_summary.tsv",
-        losses=expand("results/musegnn/seed{seed}/losses.tsv", seed=SEEDS),
-        runs=expand("results/musegnn/seed{seed}/run.json", seed=SEEDS),
-        embedding_rows="results/evaluation/modules.h5ad",
-        modules="results/evaluation/module_table.tsv",
-        summary="results/evaluation/summary.tsv",
-        function="results/evaluation/function_prediction.tsv",
+        unpack(report_inputs),
     output:
         report(
             "results/report.html",

@@ -1,5 +1,6 @@
 """Rule report: the self-contained HTML report of the run (results/report.html)."""
 
+import importlib
 import json
 from pathlib import Path
 
@@ -28,7 +29,13 @@ with rule_context(smk.log[0], threads=smk.threads) as log:
         function=tsv(i.function),
         config=dict(smk.config),
     )
-    page = build_report(inputs)
+    tasks = {}
+    for key, value in i.items():  # task-stage inputs are named "<stage>__<name>"
+        if "__" in key:
+            stage, name = key.split("__", 1)
+            tasks.setdefault(stage, {})[name] = value
+    page = build_report(inputs, tasks=[importlib.import_module(f"genegraph.report.{stage}").section(paths)
+                                       for stage, paths in tasks.items()])
     with atomic_path(smk.output[0]) as tmp:
         tmp.write_text(page, encoding="utf-8")
     log.info("report: %d sections (%s), %.1f MB", len(section_ids(page)), ", ".join(section_ids(page)),

@@ -42,7 +42,7 @@ def _resolve(node: Any, base: Path, root: Any) -> Any:
             target, _, pointer = ref.partition("#")
             if target:
                 path = (base / target).resolve()
-                doc = _read_yaml(path)
+                doc = {k: v for k, v in _read_yaml(path).items() if k != "$schema"}
                 new_base, new_root = path.parent, doc
             else:
                 doc, new_base, new_root = root, base, root

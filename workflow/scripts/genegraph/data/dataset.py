@@ -57,7 +57,8 @@ def join_metadata(adata: ad.AnnData, table: pd.DataFrame, name: str) -> None:
 
 
 def _clean_obs(obs: pd.DataFrame) -> pd.DataFrame:
-    """Obs columns that h5ad can store: numbers stay numbers, everything else becomes categorical text."""
+    """Obs columns that h5ad can store: numbers stay numbers, everything else becomes categorical text (a
+    missing value stays missing)."""
     out = pd.DataFrame(index=obs.index.astype(str))
     for col in obs.columns:
         values = obs[col]
@@ -68,7 +69,8 @@ def _clean_obs(obs: pd.DataFrame) -> pd.DataFrame:
             if as_num.notna().all() and values.dtype == object:
                 out[str(col)] = as_num.to_numpy()
             else:
-                out[str(col)] = pd.Categorical(values.astype(str).to_numpy())
+                text = values.astype(object).where(values.notna(), None)
+                out[str(col)] = pd.Categorical([None if v is None else str(v) for v in text])
     return out
 
 
@@ -134,7 +136,8 @@ def build_canonical(
             if key not in adata.obs:
                 raise DataError(f"{std}_key '{key}' is not a cell annotation "
                                 f"(available: {', '.join(map(str, adata.obs.columns)) or 'none'})")
-            adata.obs[std] = adata.obs[key].astype(str).to_numpy()
+            values = adata.obs[key]
+            adata.obs[std] = values.astype(object).where(values.notna(), None).to_numpy()
     adata.obs = _clean_obs(adata.obs)
     adata.uns["dataset"] = {"id": dataset, "modality": modality, **(provenance or {})}
     mapping = adata.uns["gene_mapping"]

@@ -308,14 +308,38 @@ def coords_from_cell_names(names: pd.Index) -> np.ndarray:
 # --- R data ------------------------------------------------------------------------------------------
 
 
+def _named_factor(obj, attrs):
+    """rdata's factor constructor, keeping the factor's names (R's ``names`` attribute) as a Series index."""
+    import rdata
+
+    values = rdata.conversion.factor_constructor(obj, attrs)
+    names = attrs.get("names")
+    return pd.Series(values, index=pd.Index(np.asarray(names, dtype=str))) if names is not None else values
+
+
 def _r_objects(path: Path) -> dict:
     import rdata
 
+    constructors = {**rdata.conversion.DEFAULT_CLASS_MAP, "factor": _named_factor}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rdata warns about classes it returns unconverted (dgCMatrix)
         parsed = rdata.parser.parse_file(path)
-        converted = rdata.conversion.convert(parsed, default_encoding="utf8")
+        converted = rdata.conversion.convert(parsed, constructors, default_encoding="utf8")
     return converted if isinstance(converted, dict) else {path.stem: converted}
+
+
+def _attach_named_vectors(adata: ad.AnnData, siblings: dict, skip: set[str]) -> None:
+    """Add each named factor among ``siblings`` (the R list holding the counts) whose names are cell ids as a
+    cell annotation of that name, aligned by cell id; a cell it does not name gets a missing value."""
+    for name, value in siblings.items():
+        if name in skip or not isinstance(value, pd.Series) or name in adata.obs:
+            continue
+        value.index = value.index.astype(str)
+        hits = adata.obs_names.isin(value.index)
+        if hits.mean() >= 0.5 and value.index.is_unique:
+            adata.obs[str(name)] = value.reindex(adata.obs_names).to_numpy()
+            log.info("cell annotation '%s' from the R list: %d of %d cells named", name, int(hits.sum()),
+                     adata.n_obs)
 
 
 def _r_lookup(objects: dict, key: str | None, what: str):
@@ -376,4 +400,9 @@ def read_rdata(
         adata.obsm["spatial"] = frame[numeric[:2]].to_numpy(dtype=float)
         for col in frame.columns.drop(numeric[:2]):
             adata.obs[str(col)] = frame[col].to_numpy()
+    parent = matrix_key.rsplit("$", 1)[0] if matrix_key and "$" in matrix_key else None
+    if parent is not None:
+        siblings = _r_lookup(objects, parent, "matrix_key")
+        used = {k.rsplit("$", 1)[-1] for k in (matrix_key, spatial_key, protein_key) if k}
+        _attach_named_vectors(adata, siblings, used)
     return adata

@@ -195,8 +195,10 @@ def metrics_table(summary: pd.DataFrame) -> str:
     return "".join(parts)
 
 
-def build_report(inp: ReportInputs, title: str = "genegraph report") -> str:
-    """The whole page (see :data:`SECTIONS` for its sections, in order)."""
+def build_report(inp: ReportInputs, title: str = "genegraph report",
+                 tasks: Sequence[tuple[str, str, str, str]] = ()) -> str:
+    """The whole page: the gene-level sections of :data:`SECTIONS`, in order, then one section per cell-level
+    task stage, each given as (id, title, caption, body HTML) by that stage's report module."""
     cfg = inp.config
     seeds = sorted(inp.runs)
     first = inp.runs[seeds[0]] if seeds else {}
@@ -263,7 +265,8 @@ def build_report(inp: ReportInputs, title: str = "genegraph report") -> str:
                 "residual features; 'majority' is the accuracy of always guessing the largest class.",
                 table_html(_function_columns(inp.function))),
     ]
-    nav = "".join(f'<a href="#{s}">{s}</a>' for s in SECTIONS)
+    sections += [section(*task) for task in tasks]
+    nav = "".join(f'<a href="#{s}">{s}</a>' for s in [*SECTIONS, *(t[0] for t in tasks)])
     return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body><header><h1>{html.escape(title)}</h1><p>MuSe-GNN gene embeddings "
             f"across {len(inp.qc_summary)} datasets</p></header><nav>{nav}</nav><main>{''.join(sections)}</main>"

@@ -1,0 +1,1 @@
+"""Layers shared by several models: sparse message passing and linear attention."""
