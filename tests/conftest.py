@@ -29,3 +29,14 @@ def shared_data() -> Path:
 def shared_reference() -> Path:
     """``../shared/reference``: outputs of the original R CS-CORE, SPARK-X and SCTransform."""
     return _shared_subdir("reference")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test (the CI machines are small and shared; results do not depend on it)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
