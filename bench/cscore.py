@@ -1,19 +1,29 @@
 #!/usr/bin/env python
-"""Benchmark genegraph's CS-CORE against the measured speed of the original R code and the upstream Python port.
+"""Benchmark genegraph's CS-CORE against the original R code, the upstream Python port and one GEMM.
 
-Generates seeded negative-binomial counts (cells x genes, sparse int32, per-cell depth over a larger
-"all genes" total), runs :func:`genegraph.stats.cscore.cscore` on them and prints a table of wall-clock seconds,
-peak RSS and the speed ratio against the reference timings of ``shared/specs/cscore_sparkx.md`` §4 (R 4.2.2
-with reference BLAS, single-threaded, on a 2-core x86 machine; upstream CS-CORE_python with OpenBLAS).
-Each shape runs in its own subprocess so that its peak RSS is its own.
+Per shape (seeded negative-binomial counts, cells x genes, sparse int32, per-cell depth over a larger "all genes"
+total) a subprocess, so that its peak RSS is its own, runs :func:`genegraph.stats.cscore.cscore` ``--repeat`` times
+after one untimed warm-up call on a tiny input, and prints:
+
+* **cscore() call**: first and best wall-clock seconds, the process CPU seconds of the best run, peak RSS (and GPU
+  memory with ``--device cuda``);
+* **one GEMM**, the physical limit: the dense product X^T X of the same n x p matrix (torch, ``--dtype``, same
+  device and threads), timed in the same process, fastest of five. CS-CORE's covariance step is a few such
+  products over the n x p matrix, so no CS-CORE can be much faster than one;
+* **R** (CS-CORE's ``CSCORE_IRLS_cpp`` as ``CSCORE()`` calls it; the library call's own seconds and the peak RSS
+  of the R process): run in the same benchmark when ``Rscript`` and the packages CSCORE and Matrix are installed.
+  Otherwise "R not installed" and the recorded figures of ``shared/specs/cscore_sparkx.md`` §4 (R 4.2.2 with
+  reference BLAS, single-threaded, 2-core x86), each labelled with its source. The base-R version and the upstream
+  Python port (NumPy/OpenBLAS) are always the recorded figures.
 
     python bench/cscore.py                                  # 5,000 x 1,000 and 20,000 x 500 on the CPU
     python bench/cscore.py --threads 2 --repeat 3
     python bench/cscore.py --device cuda --shapes 5000x1000,20000x500,100000x2000
     python bench/cscore.py --dtype float32
 
-Peak RSS is the process's high-water mark over the call (reset just before it via /proc/self/clear_refs where
-the kernel allows it), so it includes the generated input (as the R figures include the simulated data).
+Peak RSS is the process's high-water mark over the calls (reset just before them via /proc/self/clear_refs where
+the kernel allows it), so it includes the generated input (as the R figures include the simulated data). The goal
+(issue 16): at least 10x faster than R's Rcpp version at 5,000 x 1,000 and 20,000 x 500.
 """
 
 from __future__ import annotations
@@ -22,20 +32,34 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+from _rbaseline import CSCORE_R, Recorded, r_missing, reference, run_process, run_r
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
-#: (cells, genes) -> seconds, from shared/specs/cscore_sparkx.md §4.
-R_RCPP = {(5000, 500): 7.6, (5000, 1000): 27.6, (20000, 500): 32.6, (2000, 500): 2.4}
-R_BASE = {(5000, 500): 4.4, (5000, 1000): 13.2, (20000, 500): 14.8, (2000, 500): 2.1}
-PY_PORT = {(5000, 500): 0.86, (5000, 1000): 3.5, (20000, 500): 2.8}
-R_RSS_GB = {(5000, 500): 0.50, (5000, 1000): 0.75, (20000, 500): 1.2, (2000, 500): 0.34}
 
+def _recorded(figures: dict[tuple[int, int], float], source: str, unit: str = "s", who: str = "R") -> dict:
+    return {key: Recorded(value, source, unit, who) for key, value in figures.items()}
+
+
+#: (cells, genes) -> recorded figures, shared/specs/cscore_sparkx.md §4.
+_R_SPEC = "spec §4, 2-core x86, R 4.2.2, reference BLAS, library call only"
+R_RCPP = _recorded({(5000, 500): 7.6, (5000, 1000): 27.6, (20000, 500): 32.6, (2000, 500): 2.4}, _R_SPEC)
+R_BASE = _recorded({(5000, 500): 4.4, (5000, 1000): 13.2, (20000, 500): 14.8, (2000, 500): 2.1}, _R_SPEC)
+PY_PORT = _recorded(
+    {(5000, 500): 0.86, (5000, 1000): 3.5, (20000, 500): 2.8}, "spec §4, 2-core x86, NumPy 2.4, OpenBLAS",
+    who="upstream Python port",
+)
+R_RSS = _recorded(
+    {(5000, 500): 0.50, (5000, 1000): 0.75, (20000, 500): 1.2, (2000, 500): 0.34},
+    "spec §4, whole R process incl. simulated data", "GB",
+)
+GOAL_SHAPES = ((5000, 1000), (20000, 500))
 DEFAULT_SHAPES = "5000x1000,20000x500"
 
 
@@ -85,9 +109,40 @@ def _rss_mb(field: str) -> float | None:
     return None
 
 
+def _sync(dev) -> None:
+    import torch
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _gemm_seconds(counts, dev, dtype: str, repeat: int = 5) -> float:
+    """Fastest of ``repeat`` dense products X^T X of the counts (n x p, ``dtype``, on ``dev``), after a warm-up."""
+    import torch
+
+    x = torch.from_numpy(counts.toarray()).to(dev, getattr(torch, dtype))
+    times = []
+    for _ in range(repeat + 1):
+        t = time.perf_counter()
+        x.T @ x
+        _sync(dev)
+        times.append(time.perf_counter() - t)
+    return min(times[1:])
+
+
+def _write_r_data(prefix: Path, counts, depth) -> None:
+    """The R driver's input: ``prefix``.mtx (integer Matrix Market, genes x cells), ``prefix``.depth (one a line)."""
+    import numpy as np
+    import scipy.io
+
+    scipy.io.mmwrite(prefix.with_suffix(".mtx"), counts.T.tocoo(), field="integer")
+    np.savetxt(prefix.with_suffix(".depth"), depth, fmt="%.17g")
+
+
 def worker(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
+
     from genegraph.stats.cscore import cscore, resolve_device
 
     if args.threads:
@@ -100,8 +155,8 @@ def worker(args: argparse.Namespace) -> None:
     # warm the library (imports, thread pools, CUDA context) on a tiny input so it is not timed
     small, sdepth = simulate(200, 20, seed=args.seed + 1)
     cscore(small, sdepth, device=dev, dtype=args.dtype)
+    _sync(dev)
     if dev.type == "cuda":
-        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     base_mb = _rss_mb("VmRSS")
     reset = _reset_peak()
@@ -110,26 +165,70 @@ def worker(args: argparse.Namespace) -> None:
     for _ in range(args.repeat):
         t, c = time.perf_counter(), time.process_time()
         res = cscore(counts, depth, device=dev, dtype=args.dtype)
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
+        _sync(dev)
         times.append(time.perf_counter() - t)
         cpu_times.append(time.process_time() - c)
     peak_mb = _rss_mb("VmHWM") if reset else None
     if peak_mb is None:
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    gpu_peak_mb = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
     out = {
         "n": n, "p": p, "device": str(dev), "dtype": args.dtype, "threads": torch.get_num_threads(),
         "times": times, "cpu_times": cpu_times, "gen_s": gen_s, "base_mb": base_mb, "peak_mb": peak_mb,
-        "peak_is_call_only": reset,
-        "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,
+        "peak_is_call_only": reset, "gpu_peak_mb": gpu_peak_mb, "gemm_s": _gemm_seconds(counts, dev, args.dtype),
         "n_passes": res.n_passes, "nnz_frac": counts.nnz / (n * p),
         "edges": int(np.count_nonzero(res.p_value < 0.005)),
     }
+    if args.r_data:
+        _write_r_data(Path(args.r_data), counts, depth)
     print("RESULT " + json.dumps(out))
 
 
-def _ratio(ref: dict, key: tuple[int, int], secs: float) -> str:
-    return f"{ref[key] / secs:7.1f}x" if key in ref else "      -"
+def r_figures(prefix: Path, r_reason: str | None) -> dict:
+    """R's CSCORE_IRLS_cpp on the same data in this run (call seconds, peak RSS of the R process), or {} without R."""
+    if r_reason is not None:
+        return {}
+    run, call_s = run_r(CSCORE_R, [str(prefix.with_suffix(".mtx")), str(prefix.with_suffix(".depth"))])
+    return {"call_s": call_s, "peak_mb": run.peak_mb}
+
+
+def _ratio(ref: float | None, ours: float) -> str:
+    return f"{ref / ours:.1f}x" if ref else "-"
+
+
+def _row(label: str, text: str) -> str:
+    return f"  {label:<34}{text}"
+
+
+def report(r: dict, r_reason: str | None) -> list[str]:
+    """The printed block of one shape."""
+    key = (r["n"], r["p"])
+    best = min(r["times"])
+    cpu = r["cpu_times"][r["times"].index(best)]
+    rr = r["r"]
+    rcpp, rcpp_label = reference(rr.get("call_s"), R_RCPP, key, r_reason)
+    base, base_label = reference(None, R_BASE, key, r_reason)
+    port, port_label = reference(None, PY_PORT, key, r_reason)
+    r_gb, rss_label = reference(rr.get("peak_mb", 0) / 1024, R_RSS, key, r_reason, "GB")
+    gpu = f", GPU peak {r['gpu_peak_mb']:.0f} MB" if r["gpu_peak_mb"] is not None else ""
+    of_r = f"{r['peak_mb'] / (r_gb * 1024):.2f} of R's" if r_gb else ""
+    lines = [
+        f"{r['n']:,} cells x {r['p']:,} genes ({r['device']}, {r['dtype']}, {r['threads']} threads; "
+        f"{r['nnz_frac'] * 100:.1f} % non-zero); IRLS passes {r['n_passes']}; gene pairs with p < 0.005: "
+        f"{r['edges']:,}",
+        _row("cscore() call, first / best", f"{r['times'][0]:.2f} s / {best:.2f} s   (CPU {cpu:.2f} s)"),
+        _row(f"vs one GEMM X^T X ({r['dtype']})", f"cscore {best:.2f} s = {best / r['gemm_s']:.1f}x one GEMM "
+             f"({r['gemm_s']:.3f} s)"),
+        _row("vs R CS-CORE (Rcpp)", f"{_ratio(rcpp, best):>6}   [{rcpp_label}]"),
+        _row("vs R CS-CORE (base R)", f"{_ratio(base, best):>6}   [{base_label}]"),
+        _row("vs upstream Python port", f"{_ratio(port, best):>6}   [{port_label}]"),
+        _row("peak RSS, whole process", f"{r['peak_mb']:.0f} MB ({r['base_mb'] or 0:.0f} MB before the calls{gpu})   "
+             f"{of_r}   [{rss_label}]"),
+    ]
+    if key in GOAL_SHAPES and rcpp:
+        met = "met" if best * 10 <= rcpp else "NOT met"
+        lines.append(_row("goal: >= 10x faster than R Rcpp", f"(<= {rcpp / 10:.2f} s): {met}"))
+    return lines
 
 
 def main() -> None:
@@ -142,56 +241,50 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="timed runs per shape (default 3)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--r-data", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         worker(args)
         return
     shapes = args.shapes or (DEFAULT_SHAPES + (",100000x2000" if args.device == "cuda" else ""))
+    r_reason = r_missing(["Matrix", "CSCORE"])
+    load0 = os.getloadavg()
     rows = []
-    for shape in shapes.split(","):
-        shape = shape.strip().lower()
-        cmd = [sys.executable, __file__, "--worker", shape, "--device", args.device, "--dtype", args.dtype,
-               "--repeat", str(args.repeat), "--seed", str(args.seed)]
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
-        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-        if proc.returncode != 0 or not line:
-            print(f"{shape}: failed (rc {proc.returncode})\n{proc.stderr[-3000:]}", file=sys.stderr)
-            continue
-        r = json.loads(line[0][len("RESULT "):])
-        rows.append(r)
-        print(f"  done {shape}: best {min(r['times']):.3f} s", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="cscore-bench-") as tmp:
+        for shape in shapes.split(","):
+            shape = shape.strip().lower()
+            cmd = [sys.executable, __file__, "--worker", shape, "--device", args.device, "--dtype", args.dtype,
+                   "--repeat", str(args.repeat), "--seed", str(args.seed)]
+            if args.threads:
+                cmd += ["--threads", str(args.threads)]
+            if r_reason is None:
+                cmd += ["--r-data", str(Path(tmp) / shape)]
+            run = run_process(cmd, os.environ.copy())
+            line = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT ")]
+            if run.returncode != 0 or not line:
+                print(f"{shape}: failed (rc {run.returncode})\n{run.stderr[-3000:]}", file=sys.stderr)
+                continue
+            row = json.loads(line[0][len("RESULT "):])
+            row["r"] = r_figures(Path(tmp) / shape, r_reason)
+            rows.append(row)
+            print(f"  done {shape}: best {min(row['times']):.3f} s", file=sys.stderr)
+    load1 = os.getloadavg()
 
+    print(
+        f"CS-CORE: genegraph (torch) vs the original R CS-CORE, the upstream Python port and one GEMM; "
+        f"{os.cpu_count()} CPUs; load average {load0[0]:.1f} at start, {load1[0]:.1f} at end"
+    )
+    print(f"R: {'run in this benchmark' if r_reason is None else r_reason + ' (recorded figures used, labelled)'}")
+    for row in rows:
+        print()
+        print("\n".join(report(row, r_reason)))
     print()
-    print("CS-CORE benchmark (genegraph, torch) vs the original R code (2-core x86, R 4.2.2, reference BLAS,")
-    print("single-threaded) and the upstream Python port (NumPy/OpenBLAS); reference times from the spec §4.")
-    print()
-    hdr = (f"{'cells x genes':>15} {'device':>6} {'dtype':>7} {'thr':>3} {'passes':>6} {'first s':>8} "
-           f"{'best s':>8} {'CPU s':>6} {'RSS0 MB':>7} {'peak RSS MB':>11} {'GPU MB':>7} {'R Rcpp s':>8} "
-           f"{'vs Rcpp':>8} {'vs R base':>9} {'vs py port':>10}")
-    print(hdr)
-    print("-" * len(hdr))
-    for r in rows:
-        key = (r["n"], r["p"])
-        best = min(r["times"])
-        gpu = f"{r['gpu_peak_mb']:7.0f}" if r["gpu_peak_mb"] is not None else "      -"
-        rcpp = f"{R_RCPP[key]:8.1f}" if key in R_RCPP else "       -"
-        print(f"{r['n']:>7} x {r['p']:<5} {r['device']:>6} {r['dtype']:>7} {r['threads']:>3} {r['n_passes']:>6} "
-              f"{r['times'][0]:8.3f} {best:8.3f} {r['cpu_times'][r['times'].index(best)]:6.2f} "
-              f"{r['base_mb'] or 0:7.0f} {r['peak_mb']:11.0f} {gpu} {rcpp} {_ratio(R_RCPP, key, best):>8} "
-              f"{_ratio(R_BASE, key, best):>9} {_ratio(PY_PORT, key, best):>10}")
-    print()
-    print("Ratios use the best of the timed runs (one untimed warm-up call on a tiny input first). CPU s is the")
-    print("process CPU time (all threads) of that run: on a busy machine it shows the work apart from waiting.")
-    print("RSS0 is the process before the calls (Python, torch, the generated input); peak RSS is the whole process")
-    print("during the calls, input included (R's peak RSS: 5k x 500 0.50 GB, 5k x 1k 0.75 GB, 20k x 500 1.2 GB).")
+    print("Ratios use the best of the timed runs (one untimed warm-up call on a tiny input first); vs R and the port:")
+    print("their seconds / ours. CPU: the process CPU time (all threads) of that run: on a busy machine the work apart")
+    print("from waiting for a core. One GEMM: fastest of 5 dense X^T X of the same matrix in the same process.")
+    print("Peak RSS: the whole process during the calls, input included; before the calls: Python, torch, the input.")
     if rows and not all(r["peak_is_call_only"] for r in rows):
-        print("(peak RSS could not be reset before the call here, so it also covers data generation.)")
-    goal = [r for r in rows if (r["n"], r["p"]) in ((5000, 1000), (20000, 500))]
-    if goal:
-        ok = all(R_RCPP[(r["n"], r["p"])] / min(r["times"]) >= 10 for r in goal)
-        print(f"Goal >= 10x faster than R Rcpp at 5k x 1k and 20k x 500: {'met' if ok else 'NOT met'}.")
+        print("(peak RSS could not be reset before the calls here, so it also covers data generation.)")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import anndata as ad
 import pandas as pd
 import scipy.io
 import scipy.sparse as sp
+
 from genegraph.stats.sctransform.residuals import sctransform
 
 REPO = Path(__file__).resolve().parents[1]

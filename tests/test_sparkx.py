@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import subprocess
+import sys
+from pathlib import Path
 
 import anndata
 import numba
@@ -11,9 +14,12 @@ import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
+
 from genegraph.errors import DataError
+from genegraph.stats import davies
 from genegraph.stats import sparkx as sx
 
+RULE = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "spatial_genes.py"
 STAT_COLS = [f"stat_{k}" for k in sx.KERNELS]
 PVAL_COLS = [f"pval_{k}" for k in sx.KERNELS]
 
@@ -137,6 +143,78 @@ def test_rank_spatial_genes(bc, bc_result):
         sx.rank_spatial_genes(toy, -1)
 
 
+def test_ranked_table(bc_result):
+    table = sx.ranked_table(bc_result)
+    assert list(table.columns) == ["gene", "rank", *bc_result.columns]
+    assert table["gene"].tolist() == sx.rank_spatial_genes(bc_result)
+    assert table["rank"].tolist() == list(range(1, len(bc_result) + 1))
+    pd.testing.assert_frame_equal(
+        table.set_index("gene").drop(columns="rank"), bc_result.loc[table["gene"]].rename_axis("gene")
+    )
+
+
+@pytest.fixture(scope="module")
+def bc_h5ad(bc, tmp_path_factory):
+    """The first 1,500 BC genes as an .h5ad: X CSR float32, layers in CSC and dense, coordinates also as a frame."""
+    counts, xy, genes, _, _ = bc
+    sub = counts[:, :1500]
+    ad = anndata.AnnData(X=sub.astype(np.float32), var=pd.DataFrame(index=genes[:1500]))
+    ad.layers["csc"] = sub.tocsc()
+    ad.layers["dense"] = sub.toarray()
+    ad.obsm["spatial"] = xy
+    ad.obsm["frame"] = pd.DataFrame(xy, index=ad.obs_names, columns=["x", "y"])
+    path = tmp_path_factory.mktemp("h5ad") / "bc.h5ad"
+    ad.write_h5ad(path)
+    return path, sx.sparkx_adata(ad)
+
+
+def test_read_h5ad_counts(bc_h5ad, monkeypatch):
+    path, expected = bc_h5ad
+
+    def no_anndata(*args, **kwargs):
+        raise AssertionError("anndata read the file")
+
+    with monkeypatch.context() as m:  # plain encodings: h5py alone, the same arrays as anndata's
+        m.setattr(anndata, "read_h5ad", no_anndata)
+        x, xy, genes = sx.read_h5ad_counts(path)
+        assert isinstance(x, sp.csr_matrix) and x.dtype == np.float32 and genes == list(expected.index)
+        pd.testing.assert_frame_equal(sx.sparkx(x, xy, genes), expected, check_exact=True)
+        for layer, kind in (("csc", sp.csc_matrix), ("dense", np.ndarray)):
+            x, xy, genes = sx.read_h5ad_counts(path, layer=layer)
+            assert isinstance(x, kind)
+            pd.testing.assert_frame_equal(sx.sparkx(x, xy, genes), expected, check_exact=True)
+        with pytest.raises(DataError, match="obsm"):
+            sx.read_h5ad_counts(path, spatial_key="nope")
+        with pytest.raises(DataError, match="layer"):
+            sx.read_h5ad_counts(path, layer="nope")
+    # coordinates stored as a data frame: anndata reads the file
+    x, xy, genes = sx.read_h5ad_counts(path, spatial_key="frame")
+    pd.testing.assert_frame_equal(sx.sparkx(x, xy, genes), expected, check_exact=True)
+
+
+def test_read_h5ad_counts_without_x(tmp_path):
+    ad = anndata.AnnData(obs=pd.DataFrame(index=["a", "b", "c"]), var=pd.DataFrame(index=["g"]))
+    ad.obsm["spatial"] = np.zeros((3, 2))
+    ad.write_h5ad(tmp_path / "no_x.h5ad")
+    with pytest.raises(DataError, match="X is None"):
+        sx.read_h5ad_counts(tmp_path / "no_x.h5ad")
+
+
+def test_rule_script(bc_h5ad, tmp_path):
+    """workflow/scripts/spatial_genes.py as Snakemake runs it: a fresh process with ``snakemake`` in its globals."""
+    path, expected = bc_h5ad
+    out, log = tmp_path / "sparkx.tsv", tmp_path / "sparkx.log"
+    run = (
+        "import runpy, sys; from types import SimpleNamespace as NS; "
+        "smk = NS(input=[sys.argv[2]], output=[sys.argv[3]], log=[sys.argv[4]], wildcards=NS(dataset='bc')); "
+        "smk.threads = 1; runpy.run_path(sys.argv[1], init_globals={'snakemake': smk}, run_name='__main__')"
+    )
+    subprocess.run([sys.executable, "-c", run, str(RULE), str(path), str(out), str(log)], check=True)
+    table = pd.read_csv(out, sep="\t", dtype={"gene": str}, float_precision="round_trip")
+    pd.testing.assert_frame_equal(table, sx.ranked_table(expected), check_exact=True)
+    assert "1500 genes tested" in log.read_text()
+
+
 # --------------------------------------------------------------------------------------------------
 # synthetic data
 
@@ -221,7 +299,7 @@ def test_names_and_na_names():
         sx.sparkx(counts, xy, genes=["a", "b"])
 
 
-def test_deterministic_across_threads_and_blocks(monkeypatch):
+def test_deterministic_across_threads_and_layouts(monkeypatch):
     counts, xy = _toy(n_spots=2000, n_genes=30, seed=3)
     m = sp.csr_matrix(counts)
     base = sx.sparkx(m, xy)
@@ -233,16 +311,11 @@ def test_deterministic_across_threads_and_blocks(monkeypatch):
     finally:
         numba.set_num_threads(old)
     assert one.equals(base)
-    # several parallel blocks over the spots: same to rounding, and the same whatever the thread count
-    monkeypatch.setattr(sx, "_BLOCK_NNZ", 5000)
-    assert len(sx._row_blocks(m.indptr, m.shape[1], 22)) > 3
-    blocked = sx.sparkx(m, xy)
-    np.testing.assert_allclose(blocked.to_numpy(), base.to_numpy(), rtol=1e-9, atol=1e-14)
-    try:
-        numba.set_num_threads(1)
-        assert sx.sparkx(m, xy).equals(blocked)
-    finally:
-        numba.set_num_threads(old)
+    # Davies' cases in many small chunks over the threads: bit for bit the same
+    monkeypatch.setattr(davies, "_CASES_PER_CHUNK", 7)
+    assert sx.sparkx(m, xy).equals(base)
+    # every sum runs in spot order whatever the layout, so gene-major input gives the same bits
+    assert sx.sparkx(m.tocsc(), xy).equals(base)
 
 
 def test_near_integer_and_integer_dtypes():

@@ -29,19 +29,23 @@ a value <= 0 (Davies' absolute accuracy of 1e-4 makes small tail probabilities n
 come out <= 0).
 
 Implementation: the Davies core is compiled with numba (scalar code calling the C library's exp, log, atan,
-sin, pow, so it rounds like the C original) and runs in parallel over cases in a batch; one case costs
-microseconds to a few hundred microseconds. Results are deterministic.
+sin, pow, so it rounds like the C original); a batch is split into chunks of cases run on
+``numba.get_num_threads()`` threads. One case costs microseconds to a few hundred microseconds. Only the entry
+point is cached on disk (its helpers are compiled into it), so the first call after an installation compiles
+for about 2-3 s of CPU and later processes load it in milliseconds (plus, in a process's first call to any numba
+code, about 0.2 s for numba's compiler context). Liu's approximation is NumPy, with the C library's ``pow`` where
+R uses it. Results are deterministic and do not depend on the number of threads.
 """
 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import numba
 import numpy as np
 import scipy.special
-import scipy.stats
 
 __all__ = ["DaviesResult", "davies", "qfc", "liu", "sparkx_pvalue"]
 
@@ -64,25 +68,25 @@ _NDTSRT = 10  # weights not yet ordered by magnitude
 _OVER = 11  # counter exceeded lim: abort (fault 4)
 _NSTATE = 12
 
+#: The compiled entry point is cached on disk; the helpers it calls are compiled into it (no cache files, no
+#: Python wrappers of their own), which keeps the first compilation short.
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
+_INNER = dict(nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+
+#: Cases per unit of work when a batch is split over threads.
+_CASES_PER_CHUNK = 512
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_INNER)
 def _exp1(x):
     return 0.0 if x < -50.0 else math.exp(x)
 
 
-@numba.njit(**_JIT)
-def _log1(x, first):
-    """log(1 + x) if ``first``, else log(1 + x) - x, accurate for small |x| (series in y = x / (2 + x))."""
-    if abs(x) > 0.1:
-        if first:
-            return math.log(1.0 + x)
-        return math.log(1.0 + x) - x
-    y = x / (2.0 + x)
+@numba.njit(**_INNER)
+def _log1_series(y, s):
+    """The series of log(1 + x) in y = x / (2 + x) from its first term ``s`` (AS 155's ``log1``, |x| <= 0.1)."""
     term = 2.0 * (y * y * y)
     k = 3.0
-    s = (2.0 if first else -x) * y
     y = y * y
     s1 = s + term / k
     while s1 != s:
@@ -93,14 +97,32 @@ def _log1(x, first):
     return s
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_INNER)
+def _log1p(x):
+    """log(1 + x), accurate for small |x|."""
+    if abs(x) > 0.1:
+        return math.log(1.0 + x)
+    y = x / (2.0 + x)
+    return _log1_series(y, 2.0 * y)
+
+
+@numba.njit(**_INNER)
+def _log1p_minus(x):
+    """log(1 + x) - x, accurate for small |x|."""
+    if abs(x) > 0.1:
+        return math.log(1.0 + x) - x
+    y = x / (2.0 + x)
+    return _log1_series(y, -x * y)
+
+
+@numba.njit(**_INNER)
 def _counter(st):
     st[_COUNT] += 1.0
     if st[_COUNT] > st[_LIM]:
         st[_OVER] = 1.0
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_INNER)
 def _order(lb, th, st):
     """Indices of the weights by decreasing |lambda| (insertion sort, ties keep their order)."""
     r = lb.shape[0]
@@ -117,7 +139,7 @@ def _order(lb, th, st):
     st[_NDTSRT] = 0.0
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_INNER)
 def _errbd(u, lb, nc, n, st):
     """Chernoff bound exp(-u c + log M(u)) on a tail probability; also returns the point c it refers to."""
     _counter(st)
@@ -132,11 +154,11 @@ def _errbd(u, lb, nc, n, st):
         y = 1.0 - x
         xconst = xconst + lj * (ncj / y + nj) / y
         t = x / y
-        sum1 = sum1 + ncj * (t * t) + nj * ((x * x) / y + _log1(-x, False))
+        sum1 = sum1 + ncj * (t * t) + nj * ((x * x) / y + _log1p_minus(-x))
     return _exp1(-0.5 * sum1), xconst
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_INNER)
 def _ctff(accx, upn, lb, nc, n, st):
     """A point c beyond which the tail (upper if upn > 0, lower otherwise) has probability < accx."""
     mean = st[_MEAN]
@@ -171,7 +193,7 @@ def _ctff(accx, upn, lb, nc, n, st):
     return c2, u2
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_INNER)
 def _truncation(u, tausq, lb, nc, n, st):
     """Bound on the integration error from truncating the integral at u (convergence factor tausq)."""
     _counter(st)
@@ -191,10 +213,10 @@ def _truncation(u, tausq, lb, nc, n, st):
         sum1 = sum1 + ncj * x / (1.0 + x)
         if x > 1.0:
             prod2 = prod2 + nj * math.log(x)
-            prod3 = prod3 + nj * _log1(x, True)
+            prod3 = prod3 + nj * _log1p(x)
             s = s + nj
         else:
-            prod1 = prod1 + nj * _log1(x, True)
+            prod1 = prod1 + nj * _log1p(x)
     sum1 = 0.5 * sum1
     prod2 = prod1 + prod2
     prod3 = prod1 + prod3
@@ -209,7 +231,7 @@ def _truncation(u, tausq, lb, nc, n, st):
     return err1 if err1 < err2 else err2
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_INNER)
 def _findu(utx, accx, lb, nc, n, st):
     """A truncation point u with truncation(u) <= accx, refined downwards by factors 2, 1.4, 1.2, 1.1."""
     ut = utx
@@ -238,11 +260,12 @@ def _findu(utx, accx, lb, nc, n, st):
     return ut
 
 
-@numba.njit(**_JIT)
-def _integrate(nterm, interv, tausq, mainx, lb, nc, n, st):
+@numba.njit(**_INNER)
+def _integrate(nterm, interv, tausq, aux, lb, nc, n, st):
     """Trapezoidal rule on the Imhof integrand at u = (k + 1/2) interv, k = nterm..0; adds to intl, ersm.
 
-    For the auxiliary integration (``mainx`` False) the integrand is multiplied by 1 - exp(-tausq u^2 / 2).
+    For the auxiliary integration (``aux`` 1.0; 0.0 for the main one) the integrand is multiplied by
+    1 - exp(-tausq u^2 / 2). (A float flag: numba compiles one specialisation, not one per literal bool.)
     """
     c = st[_C]
     sigsq = st[_SIGSQ]
@@ -258,14 +281,14 @@ def _integrate(nterm, interv, tausq, mainx, lb, nc, n, st):
             nj = n[j]
             x = 2.0 * lb[j] * u
             y = x * x
-            sum3 = sum3 - 0.25 * nj * _log1(y, True)
+            sum3 = sum3 - 0.25 * nj * _log1p(y)
             y = nc[j] * x / (1.0 + y)
             z = nj * math.atan(x) + y
             sum1 = sum1 + z
             sum2 = sum2 + abs(z)
             sum3 = sum3 - 0.5 * x * y
         x = inpi * _exp1(sum3) / u
-        if not mainx:
+        if aux != 0.0:
             x = x * (1.0 - _exp1(-0.5 * tausq * (u * u)))
         sum1 = math.sin(0.5 * sum1) * x
         sum2 = 0.5 * sum2 * x
@@ -275,7 +298,7 @@ def _integrate(nterm, interv, tausq, mainx, lb, nc, n, st):
     st[_ERSM] = ersm
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_INNER)
 def _cfe(x, lb, nc, n, th, st):
     """Coefficient of tausq in the error bound when the convergence factor exp(-tausq u^2 / 2) is used at x."""
     _counter(st)
@@ -305,12 +328,18 @@ def _cfe(x, lb, nc, n, th, st):
     return math.pow(2.0, sum1 / 4.0) / (_PI * (axl * axl))
 
 
-@numba.njit(**_JIT)
-def _qf(lb, nc, n, sigma, c, lim, acc, trace):
-    """AS 155: P(Q < c). Returns (qfval, ifault); fills ``trace`` (7 diagnostics, as in the paper)."""
+@numba.njit(**_INNER)
+def _qf(lb, nc, n, sigma, c, lim, acc, trace, st, th):
+    """AS 155: P(Q < c). Returns (qfval, ifault); fills ``trace`` (7 diagnostics, as in the paper).
+
+    ``st`` (_NSTATE,) and ``th`` (r,) int64 are work arrays (reset here; allocated by the caller, so that no
+    numpy allocation has to be compiled).
+    """
     r = lb.shape[0]
-    st = np.zeros(_NSTATE)
-    th = np.zeros(max(r, 1), dtype=np.int64)
+    for j in range(_NSTATE):
+        st[j] = 0.0
+    for j in range(r):
+        th[j] = 0
     for j in range(7):
         trace[j] = 0.0
     ifault = 0
@@ -428,7 +457,7 @@ def _qf(lb, nc, n, sigma, c, lim, acc, trace):
             break
         acc1 = 0.67 * acc1
         # auxiliary integration
-        _integrate(ntm, intv1, tausq, False, lb, nc, n, st)
+        _integrate(ntm, intv1, tausq, 1.0, lb, nc, n, st)
         xlim = xlim - xntm
         st[_SIGSQ] = st[_SIGSQ] + tausq
         trace[2] += 1.0
@@ -446,7 +475,7 @@ def _qf(lb, nc, n, sigma, c, lim, acc, trace):
         trace[6] = st[_COUNT]
         return qfval, 1
     nt = int(math.floor(xnt + 0.5))
-    _integrate(nt, intv, 0.0, True, lb, nc, n, st)
+    _integrate(nt, intv, 0.0, 0.0, lb, nc, n, st)
     trace[2] += 1.0
     trace[1] += nt + 1
     qfval = 0.5 - st[_INTL]
@@ -462,9 +491,10 @@ def _qf(lb, nc, n, sigma, c, lim, acc, trace):
     return qfval, ifault
 
 
-@numba.njit(parallel=True, **_JIT)
-def _qf_batch(c, lb, nc, n, sigma, lim, acc, qfval, ifault, trace):
-    for i in numba.prange(c.shape[0]):
+@numba.njit(**_JIT)
+def _qf_batch(c, lb, nc, n, sigma, lim, acc, qfval, ifault, trace, st, th):
+    """AS 155 for each case (row) in turn; ``st``, ``th``: one case's work arrays (see :func:`_qf`)."""
+    for i in range(c.shape[0]):
         bad = math.isnan(c[i]) or math.isnan(sigma[i])
         for j in range(lb.shape[1]):
             if not (math.isfinite(lb[i, j]) and math.isfinite(nc[i, j]) and math.isfinite(n[i, j])):
@@ -475,7 +505,28 @@ def _qf_batch(c, lb, nc, n, sigma, lim, acc, qfval, ifault, trace):
             for j in range(7):
                 trace[i, j] = 0.0
         else:
-            qfval[i], ifault[i] = _qf(lb[i], nc[i], n[i], sigma[i], c[i], lim, acc, trace[i])
+            qfval[i], ifault[i] = _qf(lb[i], nc[i], n[i], sigma[i], c[i], lim, acc, trace[i], st, th)
+
+
+def _qf_threads(c, lb, nc, n, sigma, lim, acc, qfval, ifault, trace) -> None:
+    """:func:`_qf_batch` over chunks of cases on ``numba.get_num_threads()`` threads (the compiled code runs
+    without the GIL). Every case is computed alone, so the results do not depend on the split."""
+    m, r = lb.shape
+
+    def run(lo: int, hi: int) -> None:
+        st = np.zeros(_NSTATE)
+        th = np.zeros(max(r, 1), dtype=np.int64)
+        sl = slice(lo, hi)
+        _qf_batch(c[sl], lb[sl], nc[sl], n[sl], sigma[sl], lim, acc, qfval[sl], ifault[sl], trace[sl], st, th)
+
+    n_threads = min(numba.get_num_threads(), -(-m // _CASES_PER_CHUNK))
+    if n_threads <= 1:
+        run(0, m)
+        return
+    cuts = list(range(0, m, _CASES_PER_CHUNK)) + [m]
+    with ThreadPoolExecutor(n_threads) as pool:
+        for _ in pool.map(run, cuts[:-1], cuts[1:]):
+            pass
 
 
 class DaviesResult(NamedTuple):
@@ -532,7 +583,7 @@ def qfc(c, lambdas, df=None, delta=None, sigma=0.0, lim: int = 10000, acc: float
     ifault = np.empty(m, dtype=np.int64)
     trace = np.empty((m, 7))
     if m:
-        _qf_batch(cc, lam, d, h, sg, int(lim), float(acc), qfval, ifault, trace)
+        _qf_threads(cc, lam, d, h, sg, int(lim), float(acc), qfval, ifault, trace)
     if single:
         return DaviesResult(float(qfval[0]), int(ifault[0]), trace[0])
     return DaviesResult(qfval, ifault, trace)
@@ -560,44 +611,50 @@ def _rsum(terms: np.ndarray) -> np.ndarray:
     return acc.astype(np.float64)
 
 
-@numba.njit(**_JIT)
-def _liu_terms(lb, h, d, out):
-    """lambda^k * df and lambda^k * delta for k = 1..4, with powers as R evaluates ``lambda^k``."""
-    for i in range(lb.shape[0]):
-        for j in range(lb.shape[1]):
-            lj = lb[i, j]
-            pw = (lj, lj * lj, math.pow(lj, 3.0), math.pow(lj, 4.0))
-            for k in range(4):
-                out[2 * k, i, j] = pw[k] * h[i, j]
-                out[2 * k + 1, i, j] = pw[k] * d[i, j]
+def _c_pow(x: float, y: float) -> float:
+    """C's ``pow(x, y)`` through :func:`math.pow`, with C's results where Python raises instead."""
+    try:
+        return math.pow(x, y)
+    except OverflowError:
+        return -math.inf if x < 0 and y % 2 == 1 else math.inf
+    except ValueError:  # negative base, non-integer exponent
+        return math.nan
 
 
-@numba.njit(**_JIT)
-def _liu_params(q, sums, out):
-    """Per case: the chi-square argument x, df l and noncentrality delta of Liu's approximation."""
-    for i in range(q.shape[0]):
-        c1 = sums[0, i] + sums[1, i]
-        c2 = sums[2, i] + 2.0 * sums[3, i]
-        c3 = sums[4, i] + 3.0 * sums[5, i]
-        c4 = sums[6, i] + 4.0 * sums[7, i]
-        s1 = c3 / math.pow(c2, 1.5)
-        s2 = c4 / (c2 * c2)
-        mu_q = c1
-        sigma_q = math.sqrt(2.0 * c2)
-        tstar = (q[i] - mu_q) / sigma_q
-        if s1 * s1 > s2:
-            a = 1.0 / (s1 - math.sqrt(s1 * s1 - s2))
-            delta = s1 * math.pow(a, 3.0) - a * a
-            l = a * a - 2.0 * delta
-        else:
-            a = 1.0 / s1
-            delta = 0.0
-            l = math.pow(c2, 3.0) / (c3 * c3)
-        mu_x = l + delta
-        sigma_x = math.sqrt(2.0) * a
-        out[i, 0] = tstar * sigma_x + mu_x
-        out[i, 1] = l
-        out[i, 2] = delta
+def _pow(x: np.ndarray, y: float) -> np.ndarray:
+    """C's ``pow`` element by element, as R's ``^`` calls it (numpy's vectorised power may round differently)."""
+    flat = x.ravel().tolist()
+    return np.fromiter((_c_pow(v, y) for v in flat), np.float64, len(flat)).reshape(x.shape)
+
+
+def _liu_terms(lb: np.ndarray, h: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """(8, m, r): lambda^k * df and lambda^k * delta for k = 1..4, with powers as R evaluates ``lambda^k``."""
+    powers = (lb, lb * lb, _pow(lb, 3.0), _pow(lb, 4.0))
+    return np.stack([t for pw in powers for t in (pw * h, pw * d)])
+
+
+def _liu_params(q: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """(m, 3): per case the chi-square argument x, df l and noncentrality delta of Liu's approximation.
+
+    ``sums`` (8, m): the row sums of :func:`_liu_terms`. Same floating-point operations as the R code.
+    """
+    c1 = sums[0] + sums[1]
+    c2 = sums[2] + 2.0 * sums[3]
+    c3 = sums[4] + 3.0 * sums[5]
+    c4 = sums[6] + 4.0 * sums[7]
+    s1 = c3 / _pow(c2, 1.5)
+    s2 = c4 / (c2 * c2)
+    tstar = (q - c1) / np.sqrt(2.0 * c2)
+    mixed = s1 * s1 > s2  # else: a central chi-square
+    a = 1.0 / s1
+    delta = np.zeros_like(s1)
+    l = _pow(c2, 3.0) / (c3 * c3)
+    sm = s1[mixed]
+    a[mixed] = 1.0 / (sm - np.sqrt(sm * sm - s2[mixed]))
+    am = a[mixed]
+    delta[mixed] = sm * _pow(am, 3.0) - am * am
+    l[mixed] = am * am - 2.0 * delta[mixed]
+    return np.column_stack([tstar * (math.sqrt(2.0) * a) + (l + delta), l, delta])
 
 
 def _pchisq_upper(x: np.ndarray, df: np.ndarray, ncp: np.ndarray) -> np.ndarray:
@@ -625,7 +682,9 @@ def _pchisq_upper(x: np.ndarray, df: np.ndarray, ncp: np.ndarray) -> np.ndarray:
         out[i] = float(total / weight)
     big = ok & (ncp >= 80)
     if big.any():
-        out[big] = np.maximum(scipy.stats.ncx2.sf(x[big], df[big], ncp[big]), 0.0)
+        from scipy.stats import ncx2  # imported here: it takes about a second and is rarely needed
+
+        out[big] = np.maximum(ncx2.sf(x[big], df[big], ncp[big]), 0.0)
     return out
 
 
@@ -637,13 +696,11 @@ def liu(q, lambdas, df=None, delta=None):
     weights.
     """
     qa, lam, h, d, _, single = _broadcast(q, lambdas, df, delta, 0.0)
-    m, r = lam.shape
-    params = np.empty((m, 3))
-    if m:
-        terms = np.empty((8, m, r))
-        _liu_terms(lam, h, d, terms)
-        sums = np.stack([_rsum(t) for t in terms])
-        _liu_params(qa, sums, params)
+    params = np.empty((lam.shape[0], 3))
+    if lam.shape[0]:
+        sums = np.stack([_rsum(t) for t in _liu_terms(lam, h, d)])
+        with np.errstate(all="ignore"):
+            params = _liu_params(qa, sums)
     p = _pchisq_upper(params[:, 0], params[:, 1], params[:, 2])
     return float(p[0]) if single else p
 

@@ -25,10 +25,14 @@ long double (``sum``), and transcendental functions from the C library. On the b
 reference (251 spots x 14,789 genes) the null weights of all 2,200 reference cases are bit-identical to
 R's; statistics agree to about 1e-12 relative and p-values to Davies' own rounding (about 1e-10 relative).
 
-Scale: memory is linear in spots (the n x 11d transformed coordinates plus the sparse counts; never an n x n
-or dense n x genes array); time is one pass over the non-zero counts plus one Davies evaluation per gene and
-kernel, compiled with numba and run in parallel. Results are deterministic (the parallel split of the count
-pass depends only on the data's size, not on the number of threads).
+Scale: memory is linear in spots (the n x 11d transformed coordinates plus the sparse counts and one float64
+copy of their values; never an n x n or dense n x genes array). Time is two sparse products over the non-zero
+counts (scipy: Zc^T y of all kernels at once, then sum(y^2)), vectorised per-gene algebra and one Davies
+evaluation per gene and kernel (compiled with numba, on several threads). Only two functions are compiled
+(Davies' method and the kernel transform), both cached on disk, so a process's first call costs a few seconds
+of compilation once per installation, and afterwards about 0.2 s (numba setting up its compiler context to load
+the cached code, once per process; measured on 2 busy cores). Results are deterministic: every sum runs in R's
+sequential order whatever the number of threads.
 
 Input checks raise :class:`genegraph.errors.DataError`. Where R's code itself stops (a gene with the same
 count in every spot gives NaN p-values; a Davies failure gives p = 2; a gene with p = 0 in one kernel and
@@ -39,7 +43,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numba
@@ -53,7 +57,10 @@ from genegraph.stats import davies as _davies
 
 log = logging.getLogger(__name__)
 
-__all__ = ["KERNELS", "sparkx", "sparkx_adata", "rank_spatial_genes", "acat", "p_adjust_by"]
+__all__ = [
+    "KERNELS", "sparkx", "sparkx_adata", "read_h5ad_counts", "rank_spatial_genes", "ranked_table", "acat",
+    "p_adjust_by",
+]
 
 #: Kernel names in SPARK-X's order (the order of the ``stat_*`` and ``pval_*`` columns).
 KERNELS: tuple[str, ...] = ("projection",) + tuple(f"gaus{k}" for k in range(1, 6)) + tuple(
@@ -65,37 +72,49 @@ _M_PI = math.pi
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
-#: Aim for about this many non-zeros per parallel block of the count pass, and at most this many bytes of
-#: per-block partial sums.
-_BLOCK_NNZ = 1 << 21
-_BLOCK_BYTES = 128 << 20
+#: Count values checked per step (bounds the checks' temporary arrays).
+_CHUNK = 1 << 20
 
 
 # --------------------------------------------------------------------------------------------------
 # input checks
 
 
-@numba.njit(**_JIT)
-def _scan_values(v, tol, is_float):
-    """Counts of (non-finite, negative, non-integer) values, and the index of the first of each."""
-    n_bad = np.zeros(3, dtype=np.int64)
-    first = np.full(3, -1, dtype=np.int64)
-    for i in range(v.shape[0]):
-        x = float(v[i])
-        if is_float and not math.isfinite(x):
-            if first[0] < 0:
-                first[0] = i
-            n_bad[0] += 1
-            continue
-        if x < 0.0:
-            if first[1] < 0:
-                first[1] = i
-            n_bad[1] += 1
-        if is_float and abs(x - round(x)) > tol:
-            if first[2] < 0:
-                first[2] = i
-            n_bad[2] += 1
-    return n_bad, first
+def _faults(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masks of the non-finite, the negative and the non-integer values among some counts (checked in float64)."""
+    if x.dtype.kind != "f":
+        negative = x < 0
+        return np.zeros_like(negative), negative, np.zeros_like(negative)
+    x = x.astype(np.float64)
+    finite = np.isfinite(x)
+    with np.errstate(invalid="ignore"):  # inf - inf; masked out by ``finite``
+        non_integer = np.abs(x - np.round(x)) > INTEGER_TOLERANCE
+    return ~finite, finite & (x < 0.0), finite & non_integer
+
+
+def _check_values(v: np.ndarray) -> None:
+    """DataError unless the stored values ``v`` are finite, non-negative and integer (within INTEGER_TOLERANCE).
+
+    Checked _CHUNK values at a time, so the temporaries stay small.
+    """
+    n_bad = [0, 0, 0]
+    example = [0.0, 0.0, 0.0]  # the first value of each kind
+    for lo in range(0, v.size, _CHUNK):
+        chunk = v[lo : lo + _CHUNK]
+        for k, bad in enumerate(_faults(chunk)):
+            count = int(np.count_nonzero(bad))
+            if count and not n_bad[k]:
+                example[k] = float(chunk[np.argmax(bad)])
+            n_bad[k] += count
+    if n_bad[0]:
+        raise DataError(f"counts contain {n_bad[0]} NaN or infinite values")
+    if n_bad[1]:
+        raise DataError(f"counts contain {n_bad[1]} negative values (e.g. {example[1]:g})")
+    if n_bad[2]:
+        raise DataError(
+            f"counts are not integers: {n_bad[2]} values are non-integer (e.g. {example[2]:g}); SPARK-X "
+            "needs raw counts, not normalised or log-transformed data"
+        )
 
 
 def _as_counts(counts: Any) -> sp.csr_matrix | sp.csc_matrix:
@@ -126,17 +145,9 @@ def _as_counts(counts: Any) -> sp.csr_matrix | sp.csc_matrix:
         m = type(m)((v, m.indices, m.indptr), shape=m.shape)
     if v.dtype.kind not in "iuf":
         raise DataError(f"counts have non-numeric dtype {v.dtype}")
-    if v.size:
-        n_bad, first = _scan_values(v, INTEGER_TOLERANCE, v.dtype.kind == "f")
-        if n_bad[0]:
-            raise DataError(f"counts contain {n_bad[0]} NaN or infinite values")
-        if n_bad[1]:
-            raise DataError(f"counts contain {n_bad[1]} negative values (e.g. {v[first[1]]:g})")
-        if n_bad[2]:
-            raise DataError(
-                f"counts are not integers: {n_bad[2]} values are non-integer (e.g. {v[first[2]]:g}); SPARK-X "
-                "needs raw counts, not normalised or log-transformed data"
-            )
+    if m.format == "csc" and not m.has_sorted_indices:
+        m = m.sorted_indices()  # each gene's spots in order: the sums then run in R's order
+    _check_values(v)
     return m
 
 
@@ -205,31 +216,21 @@ def _gauss_cos(c, lg, lc, out_g, out_c):
         out_c[i] = math.cos(twopi * x / lc)
 
 
-@numba.njit(**_JIT)
-def _crossprod_seq(a, b):
-    """a^T b with every entry summed left to right from 0 (reference BLAS dgemm/dsyrk order)."""
-    p = a.shape[1]
-    q = b.shape[1]
-    out = np.zeros((p, q))
-    for i in range(p):
-        for j in range(q):
-            s = 0.0
-            for r in range(a.shape[0]):
-                s = s + a[r, i] * b[r, j]
-            out[i, j] = s
+def _crossprod_seq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a^T b (p x q) with every entry summed left to right from 0 (reference BLAS dgemm/dsyrk order)."""
+    out = np.empty((a.shape[1], b.shape[1]))
+    for i in range(a.shape[1]):
+        for j in range(b.shape[1]):
+            out[i, j] = 0.0 + np.cumsum(a[:, i] * b[:, j])[-1]  # cumsum is sequential; 0.0 + as the BLAS loop
     return out
 
 
-@numba.njit(**_JIT)
-def _matmul_small(a, b):
+def _matmul_small(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a (n x d) times b (d x d) in reference dgemm order: c_ij = (0 + b_0j a_i0) + b_1j a_i1 + ..."""
-    n, d = a.shape
-    out = np.zeros((n, b.shape[1]))
+    out = np.zeros((a.shape[0], b.shape[1]))
     for j in range(b.shape[1]):
-        for l in range(d):
-            t = b[l, j]
-            for i in range(n):
-                out[i, j] = out[i, j] + t * a[i, l]
+        for l in range(a.shape[1]):
+            out[:, j] = out[:, j] + b[l, j] * a[:, l]
     return out
 
 
@@ -377,141 +378,74 @@ def _kernel_terms(z: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray, np.
 # the pass over the counts: e = Zc^T y for all kernels, sum(y), sum(y^2) per gene
 
 
-@numba.njit(parallel=True, **_JIT)
-def _accumulate_rows(indptr, indices, data, z, n_genes, bounds):
-    """CSR spots x genes: per gene, sum_i y_i z_i (all columns of z), sum y, sum y^2.
+def _spot_totals(x: sp.csr_matrix | sp.csc_matrix) -> np.ndarray:
+    """(spots,) total count of each spot (``x``: spots x genes, float64 values)."""
+    return x @ np.ones(x.shape[1])
 
-    Spots are split into fixed blocks; within a block the sums run in spot order; block results are added
-    in block order (with one block this is exactly R's sequential order).
+
+def _gene_sums(x: sp.csr_matrix | sp.csc_matrix, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per gene: e = Z^T y (genes x m, every column of ``z``: spots x m), sum(y) and sum(y^2) (genes,).
+
+    ``x``: spots x genes, float64 values (squared in place here). scipy's sparse products add the spots' terms
+    to each sum in spot order, starting from 0: R's sequential order (for CSC input the indices must be sorted).
     """
-    nb = bounds.shape[0] - 1
-    m = z.shape[1]
-    e = np.zeros((nb, n_genes, m))
-    s = np.zeros((nb, n_genes, 2))
-    for b in numba.prange(nb):
-        eb = e[b]
-        sb = s[b]
-        for i in range(bounds[b], bounds[b + 1]):
-            for p in range(indptr[i], indptr[i + 1]):
-                g = indices[p]
-                v = float(data[p])
-                sb[g, 0] += v
-                sb[g, 1] += v * v
-                for k in range(m):
-                    eb[g, k] = eb[g, k] + v * z[i, k]
-    for b in range(1, nb):
-        e[0] += e[b]
-        s[0] += s[b]
-    return e[0], s[0]
-
-
-@numba.njit(parallel=True, **_JIT)
-def _accumulate_cols(indptr, indices, data, z, n_genes):
-    """CSC spots x genes (gene-major): the same sums, one gene per task, summed in stored (spot) order."""
-    m = z.shape[1]
-    e = np.zeros((n_genes, m))
-    s = np.zeros((n_genes, 2))
-    for g in numba.prange(n_genes):
-        for p in range(indptr[g], indptr[g + 1]):
-            i = indices[p]
-            v = float(data[p])
-            s[g, 0] += v
-            s[g, 1] += v * v
-            for k in range(m):
-                e[g, k] = e[g, k] + v * z[i, k]
-    return e, s
-
-
-@numba.njit(**_JIT)
-def _nonzero_rows(indptr, data):
-    out = np.zeros(indptr.shape[0] - 1, dtype=np.bool_)
-    for i in range(out.shape[0]):
-        for p in range(indptr[i], indptr[i + 1]):
-            if data[p] != 0:
-                out[i] = True
-                break
-    return out
-
-
-@numba.njit(**_JIT)
-def _nonzero_minor(indices, data, n):
-    out = np.zeros(n, dtype=np.bool_)
-    for p in range(indices.shape[0]):
-        if data[p] != 0:
-            out[indices[p]] = True
-    return out
-
-
-def _row_blocks(indptr: np.ndarray, n_genes: int, m: int) -> np.ndarray:
-    """Fixed split of the spots into blocks of about _BLOCK_NNZ non-zeros (depends on the data only)."""
-    n = indptr.shape[0] - 1
-    nnz = int(indptr[-1])
-    per_block = (m + 2) * 8 * max(n_genes, 1)
-    nb = max(1, min(16, -(-nnz // _BLOCK_NNZ), _BLOCK_BYTES // per_block, n))
-    if nb == 1:
-        return np.array([0, n], dtype=np.int64)
-    targets = np.linspace(0, nnz, nb + 1)[1:-1]
-    cuts = np.searchsorted(indptr, targets, side="left")
-    return np.unique(np.concatenate([[0], cuts, [n]])).astype(np.int64)
+    zz = np.empty((z.shape[0], z.shape[1] + 1))
+    zz[:, :-1] = z
+    zz[:, -1] = 1.0
+    ez = x.T @ zz
+    np.multiply(x.data, x.data, out=x.data)
+    s2 = x.T @ np.ones(x.shape[0])
+    return ez[:, :-1], ez[:, -1].copy(), s2
 
 
 # --------------------------------------------------------------------------------------------------
 # statistics, ACAT, BY
 
 
-@numba.njit(**_JIT)
-def _stats_weights(e, s1, s2, linv, lam_k, n, stat, weights):
-    """T = (e^T L e * n) / sum(y^2) and the sorted null weights lambda_y * lambda_K, in R's order of operations."""
+def _stats_weights(
+    e: np.ndarray, s1: np.ndarray, s2: np.ndarray, linv: np.ndarray, lam_k: np.ndarray, n: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per gene (e: genes x d): T = (e^T L e * n) / sum(y^2) (genes,) and the null weights lambda_y * lambda_K
+    sorted decreasingly (genes x d), in R's order of operations."""
     d = linv.shape[0]
-    w = np.empty(d)
-    lw = np.empty(d)
-    for g in range(e.shape[0]):
-        for j in range(d):  # w = e %*% L (dgemv 'T')
-            t = 0.0
-            for i in range(d):
-                t = t + linv[i, j] * e[g, i]
-            w[j] = t
-        quad = 0.0
-        for j in range(d):  # w %*% e (dgemv 'N')
-            quad = quad + e[g, j] * w[j]
-        stat[g] = (quad * n) / s2[g]
-        ybar = s1[g] / n
-        lam_y = 1.0 - (n * (ybar * ybar)) / s2[g]
-        for j in range(d):
-            lw[j] = lam_y * lam_k[j]
-        lw.sort()
-        for j in range(d):
-            weights[g, j] = lw[d - 1 - j]
+    quad = 0.0
+    for j in range(d):
+        w = 0.0  # w = e %*% L (dgemv 'T'), then quad = w %*% e (dgemv 'N')
+        for i in range(d):
+            w = w + linv[i, j] * e[:, i]
+        quad = quad + e[:, j] * w
+    stat = (quad * n) / s2
+    ybar = s1 / n
+    lam_y = 1.0 - (n * (ybar * ybar)) / s2
+    weights = np.sort(lam_y[:, None] * lam_k[None, :], axis=1)[:, ::-1]
+    return stat, np.ascontiguousarray(weights)
 
 
-@numba.njit(**_JIT)
-def _acat_terms(p, w, small_terms, other_terms):
+def _libm(fn: Callable[[float], float], x: np.ndarray) -> np.ndarray:
+    """``fn`` (a C-library function from :mod:`math`) element by element: the rounding of R's C calls, which
+    numpy's vectorised versions do not always have."""
+    return np.fromiter(map(fn, x.ravel().tolist()), np.float64, x.size).reshape(x.shape)
+
+
+def _acat_terms(p: np.ndarray, w: float) -> tuple[np.ndarray, np.ndarray]:
     """ACAT summands: w / p / pi for p < 1e-16, w tan((0.5 - p) pi) otherwise (0 in the other array)."""
-    for g in range(p.shape[0]):
-        for k in range(p.shape[1]):
-            x = p[g, k]
-            if x < 1e-16:
-                small_terms[g, k] = (w / x) / math.pi
-                other_terms[g, k] = 0.0
-            else:
-                small_terms[g, k] = 0.0
-                other_terms[g, k] = w * math.tan((0.5 - x) * math.pi)
+    small = p < 1e-16
+    with np.errstate(divide="ignore", over="ignore"):
+        small_terms = np.where(small, (w / p) / _M_PI, 0.0)
+    other_terms = np.where(small, 0.0, w * _libm(math.tan, (0.5 - p) * _M_PI))
+    return small_terms, other_terms
 
 
-@numba.njit(**_JIT)
-def _acat_finish(stat, out):
+def _cauchy_upper(t: float) -> float:
     """1/(T pi) above T = 1e15, else 1 - pcauchy(T) with R's lower-tail expression."""
-    for g in range(stat.shape[0]):
-        t = stat[g]
-        if t > 1e15:
-            out[g] = (1.0 / t) / math.pi
-        else:
-            if abs(t) > 1.0:
-                y = math.atan(1.0 / t) / math.pi
-                lower = (0.5 - y + 0.5) if t > 0 else -y
-            else:
-                lower = 0.5 + math.atan(t) / math.pi
-            out[g] = 1.0 - lower
+    if t > 1e15:
+        return (1.0 / t) / _M_PI
+    if abs(t) > 1.0:
+        y = math.atan(1.0 / t) / _M_PI
+        lower = (0.5 - y + 0.5) if t > 0 else -y
+    else:
+        lower = 0.5 + math.atan(t) / _M_PI
+    return 1.0 - lower
 
 
 def _rsum_rows(terms: np.ndarray) -> np.ndarray:
@@ -540,12 +474,9 @@ def acat(pvals: np.ndarray) -> np.ndarray:
     if (is_zero & is_one).any():
         raise ValueError(f"ACAT: rows with both a 0 and a 1 p-value: {np.flatnonzero(is_zero & is_one)[:10].tolist()}")
     w = 1.0 / k  # R's default weights rep(1/length(Pvals), ...), used without renormalising
-    small = np.empty_like(p)
-    other = np.empty_like(p)
-    _acat_terms(np.ascontiguousarray(p), w, small, other)
+    small, other = _acat_terms(p, w)
     stat = _rsum_rows(small) + _rsum_rows(other)
-    out = np.empty(g)
-    _acat_finish(stat, out)
+    out = np.array([_cauchy_upper(t) for t in stat.tolist()], dtype=np.float64).reshape(g)
     out[is_zero] = 0.0
     out[is_one] = 1.0
     return out
@@ -598,10 +529,8 @@ def sparkx(counts: Any, coords: Any, genes: Sequence[Any] | None = None) -> pd.D
     index = _gene_index(genes, n_genes)
     xy_all = _as_coords(coords, n_all)
 
-    if m.format == "csr":
-        spot_ok = _nonzero_rows(m.indptr, m.data)
-    else:
-        spot_ok = _nonzero_minor(m.indices, m.data, n_all)
+    x = type(m)((m.data.astype(np.float64), m.indices, m.indptr), shape=m.shape)
+    spot_ok = _spot_totals(x) > 0  # counts are non-negative: a positive total is a non-zero count
     n = int(spot_ok.sum())
     if n < 2:
         raise DataError(f"SPARK-X needs at least 2 spots with non-zero counts, got {n} (of {n_all} spots)")
@@ -621,40 +550,24 @@ def sparkx(counts: Any, coords: Any, genes: Sequence[Any] | None = None) -> pd.D
     n_k = len(KERNELS)
     zall = np.zeros((n_all, n_k * d))
     for k, (zc, _, _) in enumerate(terms):
-        if n < n_all:
-            zall[spot_ok, k * d : (k + 1) * d] = zc
-        else:
-            zall[:, k * d : (k + 1) * d] = zc
+        zall[spot_ok, k * d : (k + 1) * d] = zc
     del zs
 
-    if m.format == "csr":
-        bounds = _row_blocks(m.indptr, n_genes, zall.shape[1])
-        e, s = _accumulate_rows(m.indptr, m.indices, m.data, zall, n_genes, bounds)
-    else:
-        if not m.has_sorted_indices:
-            m = m.sorted_indices()
-        e, s = _accumulate_cols(m.indptr, m.indices, m.data, zall, n_genes)
-    del zall
-
-    keep = s[:, 0] != 0
-    e = e[keep]
-    s1 = np.ascontiguousarray(s[keep, 0])
-    s2 = np.ascontiguousarray(s[keep, 1])
+    e, s1, s2 = _gene_sums(x, zall)
+    del x, zall
+    keep = s1 != 0
+    e, s1, s2 = e[keep], s1[keep], s2[keep]
     index = index[keep]
     g = int(keep.sum())
     if g == 0:
         raise DataError("all genes have zero counts")
 
     stats = np.empty((g, n_k))
-    pvals = np.empty((g, n_k))
     weights = np.empty((n_k, g, d))
     for k, (_, linv, lam_k) in enumerate(terms):
-        ek = np.ascontiguousarray(e[:, k * d : (k + 1) * d])
-        st = np.empty(g)
-        _stats_weights(ek, s1, s2, linv, lam_k, float(n), st, weights[k])
-        stats[:, k] = st
+        stats[:, k], weights[k] = _stats_weights(e[:, k * d : (k + 1) * d], s1, s2, linv, lam_k, float(n))
     p, _ = _davies.sparkx_pvalue(stats.T.reshape(-1), weights.reshape(-1, d))
-    pvals[:] = p.reshape(n_k, g).T
+    pvals = p.reshape(n_k, g).T
 
     _check_pvalues(pvals, index)
     combined = acat(pvals)
@@ -703,25 +616,80 @@ def _check_pvalues(pvals: np.ndarray, index: pd.Index) -> None:
         )
 
 
+def _pick(x: Any, layers: Any, obsm: Any, spatial_key: str, layer: str | None) -> tuple[Any, Any]:
+    """The count matrix (``x`` or ``layers[layer]``) and ``obsm[spatial_key]``, from an AnnData's attributes or an
+    .h5ad file's groups (both mappings); DataError where one is missing."""
+    if spatial_key not in obsm:
+        raise DataError(f"no spot coordinates: obsm['{spatial_key}'] is missing (obsm has {sorted(obsm.keys())})")
+    if layer is not None:
+        if layer not in layers:
+            raise DataError(f"layer '{layer}' is missing (layers: {sorted(layers.keys())})")
+        x = layers[layer]
+    if x is None:
+        raise DataError("the AnnData has no count matrix (X is None)")
+    return x, obsm[spatial_key]
+
+
+def _adata_parts(adata: Any, spatial_key: str, layer: str | None) -> tuple[Any, Any, list[str]]:
+    """Counts, coordinates and gene names of an AnnData, as :func:`sparkx` takes them."""
+    x, coords = _pick(adata.X, adata.layers, adata.obsm, spatial_key, layer)
+    if isinstance(coords, pd.DataFrame):
+        coords = coords.to_numpy()
+    return x, coords, list(adata.var_names)
+
+
 def sparkx_adata(adata: Any, spatial_key: str = "spatial", layer: str | None = None) -> pd.DataFrame:
     """:func:`sparkx` on an AnnData (spots x genes): raw counts in ``X`` (or ``layers[layer]``), coordinates in
     ``obsm[spatial_key]``; genes named by ``var_names``."""
-    if spatial_key not in adata.obsm:
-        raise DataError(
-            f"no spot coordinates: obsm['{spatial_key}'] is missing (obsm has {sorted(adata.obsm.keys())})"
-        )
-    if layer is None:
-        x = adata.X
-    else:
-        if layer not in adata.layers:
-            raise DataError(f"layer '{layer}' is missing (layers: {sorted(adata.layers.keys())})")
-        x = adata.layers[layer]
-    if x is None:
-        raise DataError("the AnnData has no count matrix (X is None)")
-    coords = adata.obsm[spatial_key]
-    if isinstance(coords, pd.DataFrame):
-        coords = coords.to_numpy()
-    return sparkx(x, coords, genes=list(adata.var_names))
+    return sparkx(*_adata_parts(adata, spatial_key, layer))
+
+
+#: The sparse encodings of anndata's on-disk format that :func:`read_h5ad_counts` reads itself.
+_SPARSE = {"csr_matrix": sp.csr_matrix, "csc_matrix": sp.csc_matrix}
+
+
+def _h5_elem(elem: Any) -> Any:
+    """An element of an .h5ad file as anndata reads it, for the plain encodings (CSR/CSC, dense array, string
+    array); None for any other (or none)."""
+    if elem is None:
+        return None
+    kind = elem.attrs.get("encoding-type")
+    if kind in _SPARSE:
+        shape = tuple(int(v) for v in elem.attrs["shape"])
+        return _SPARSE[kind]((elem["data"][...], elem["indices"][...], elem["indptr"][...]), shape=shape)
+    if kind == "array":
+        return elem[...]
+    if kind == "string-array":
+        return elem.asstr()[...]
+    return None
+
+
+def _var_index(f: Any) -> Any:
+    """The element holding the gene names (the index of ``var``); None unless ``var`` is a data frame group."""
+    var = f.get("var")
+    if var is None or var.attrs.get("encoding-type") != "dataframe":
+        return None
+    return var.get(var.attrs["_index"])
+
+
+def read_h5ad_counts(path: Any, spatial_key: str = "spatial", layer: str | None = None) -> tuple[Any, Any, list[str]]:
+    """Counts (``X`` or ``layers[layer]``), coordinates (``obsm[spatial_key]``) and gene names of an .h5ad file:
+    the arguments of :func:`sparkx`, with the checks of :func:`sparkx_adata`, and nothing else read.
+
+    Stored in anndata's plain encodings (CSR/CSC, dense array, string array) they are read with h5py alone: no
+    AnnData is built and anndata is not imported (that import alone takes about 0.3 s of a short job). Any
+    other encoding: the file is read with anndata.
+    """
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        x, coords = _pick(f.get("X"), f.get("layers", {}), f.get("obsm", {}), spatial_key, layer)
+        parts = [_h5_elem(e) for e in (x, coords, _var_index(f))]
+    if any(p is None for p in parts):
+        import anndata
+
+        return _adata_parts(anndata.read_h5ad(path), spatial_key, layer)
+    return parts[0], parts[1], parts[2].tolist()
 
 
 def rank_spatial_genes(result: pd.DataFrame, n: int | None = None) -> list[str]:
@@ -733,3 +701,11 @@ def rank_spatial_genes(result: pd.DataFrame, n: int | None = None) -> list[str]:
     if n is not None:
         order = order[:n]
     return [str(result.index[i]) for i in order]
+
+
+def ranked_table(result: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`sparkx` result as the pipeline writes it: most spatially variable first (:func:`rank_spatial_genes`),
+    with the columns ``gene`` and ``rank`` (1 = first) before the result's own."""
+    table = result.loc[rank_spatial_genes(result)].rename_axis("gene").reset_index()
+    table.insert(1, "rank", range(1, len(table) + 1))
+    return table
