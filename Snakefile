@@ -18,6 +18,7 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
     seed=r"\d+",
     method="|".join(BASELINES) or "none",
+    group="|".join(GROUPS),
 
 
 include: "workflow/rules/download.smk"
@@ -29,7 +30,9 @@ include: "workflow/rules/priors.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/protein.smk"
 include: "workflow/rules/imputation.smk"
+include: "workflow/rules/cellplm.smk"
 include: "workflow/rules/report.smk"
 
 

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+
 from genegraph.errors import DataError
 from genegraph.evaluate.gene_embedding.metrics import edge_auc
 from genegraph.models.baselines import METHODS, baseline_settings, pca_embeddings, run_baseline
@@ -19,14 +21,14 @@ from genegraph.models.baselines import autoencoders as ae
 from genegraph.models.baselines.data import GraphTensors, gcn_normalised, graph_tensors
 from genegraph.models.baselines.gnn import DenseGCNLayer, inner_product_loss, train_gae
 from genegraph.models.baselines.pca import pca_scores, scale_columns
-from genegraph.models.baselines.skipgram import train_skipgram
+from genegraph.models.baselines.skipgram import functional_network, gene2vec, giant
 from genegraph.models.embeddings import embedding
 
 sys.path.insert(0, str(Path(__file__).parent))
 from graph_fixtures import synthetic_graph, write_graph  # noqa: E402
 
 FAST = {"gae": {"epochs": 3}, "vgae": {"epochs": 3}, "mae": {"epochs": 3}, "wsmae": {"epochs": 3},
-        "gene2vec": {"epochs": 2, "batch_size": 256}}
+        "gene2vec": {"epochs": 2, "extra_epochs": 1}, "giant": {"walks_per_gene": 2, "walk_length": 10}}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -69,7 +71,7 @@ def test_layout_and_determinism(method, graph_paths):
     z = embedding(emb)
     assert z.shape == (sum(g.n_vars for g in graphs), 32) and z.dtype == np.float32
     assert np.isfinite(z).all()
-    assert list(emb.obs.columns) == ["gene", "dataset", "share_key", "modality", "tissue", "species",
+    assert list(emb.obs.columns) == ["gene", "dataset", "group", "share_key", "modality", "tissue", "species",
                                      "in_all_datasets"]
     assert emb.obs["gene"].tolist() == [gene for g in graphs for gene in g.var_names]
     assert emb.obs["dataset"].astype(str).tolist() == [g.uns["dataset"]["id"] for g in graphs for _ in range(g.n_vars)]
@@ -84,20 +86,19 @@ def test_layout_and_determinism(method, graph_paths):
         assert not np.allclose(z, embedding(run_baseline(method, graph_paths, seed=1, cfg=FAST)))
 
 
-@pytest.mark.parametrize("method", ["gae", "vgae", "mae", "wsmae", "gene2vec"])
+@pytest.mark.parametrize("method", ["gae", "vgae", "mae", "wsmae"])
 def test_loss_decreases(method, graph_paths):
     cfg = {"gae": {"epochs": 30, "lr": 1e-2}, "vgae": {"epochs": 30, "lr": 1e-2},
            "mae": {"epochs": 30, "lr_enc": 5e-3, "lr_dec": 5e-3}, "wsmae": {"epochs": 30, "lr_enc": 1e-3},
-           "gene2vec": {"epochs": 10, "batch_size": 256}}
+           }
     losses = np.asarray(run_baseline(method, graph_paths, seed=0, cfg=cfg).uns["losses"])
-    losses = losses if losses.ndim == 1 else losses.mean(axis=0)  # gene2vec: one curve per dataset
     assert len(losses) == cfg[method]["epochs"]
     assert losses[-3:].mean() < 0.9 * losses[:3].mean()
 
 
 def test_config_and_method_errors(graph_paths):
     with pytest.raises(DataError, match="unknown baseline"):
-        run_baseline("giant", graph_paths, 0)
+        run_baseline("scbert", graph_paths, 0)
     with pytest.raises(DataError, match="'epoch' was unexpected"):
         baseline_settings({"gae": {"epoch": 3}})
     with pytest.raises(DataError, match="baselines.mae.mask_frac"):
@@ -126,7 +127,7 @@ def test_gae_fits_block_graph_below_double_sigmoid_floor():
     g = graph_tensors(_block_graph())
     frac_edges = float(g.target.mean())
     floor = frac_edges * np.log1p(np.exp(-1)) + (1 - frac_edges) * np.log(2)  # double-sigmoid minimum
-    _, history = train_gae([g], seed=0, epochs=150, lr=1e-2)
+    history = train_gae([g], seed=0, epochs=150, lr=1e-2).history
     assert history[-1] < 0.5 * floor
 
 
@@ -171,7 +172,10 @@ def test_masks_are_fresh_copies_every_step(monkeypatch, graph_paths):
     ae.train_mae(graphs, seed=0, epochs=2, lr_enc=5e-4, lr_dec=5e-4)
     for g, x in zip(graphs, originals, strict=True):
         assert torch.equal(g.x, x)  # the features (the MSE target) are never masked in place
-    assert len(masks) == 2 * len(graphs)  # one draw per step
+    assert len(masks) == 2 * len(graphs) + len(graphs)  # one draw per step, one per graph for the embedding
+    masks.clear()
+    ae.train_mae(graphs, seed=0, epochs=2, lr_enc=5e-4, lr_dec=5e-4, embed="unmasked")
+    assert len(masks) == 2 * len(graphs)  # the fix embeds the full features
     first_a, second_a = masks[0][1], masks[2][1]  # graph 0 in epochs 1 and 2
     assert not torch.equal(first_a, second_a)
     share = float(first_a.float().mean())
@@ -225,13 +229,29 @@ def test_dense_gcn_layer_equals_pyg_gcnconv():
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_skipgram_embeds_graph_structure():
+def test_gene2vec_embeds_graph_structure_and_repeats():
     g = _block_graph(n_blocks=4, size=15)
     adj = sp.csr_matrix(g.varp["coexpr"] != 0)
-    z, history = train_skipgram(adj, seed=0, epochs=40, batch_size=128)
-    assert z.shape == (60, 32) and history[-1] < history[0]
-    assert edge_auc(z, adj) > 0.9
+    z = gene2vec(adj, list(g.var_names), seed=0, epochs=90, extra_epochs=10)
+    assert z.shape == (60, 32) and edge_auc(z, adj) > 0.9
+    np.testing.assert_array_equal(z, gene2vec(adj, list(g.var_names), seed=0, epochs=90, extra_epochs=10))
 
+
+def test_giant_network_and_shared_gene_vectors():
+    a = sp.csr_matrix(np.array([[1, 1, 0], [1, 1, 1], [0, 1, 1]], dtype=float))
+    b = sp.csr_matrix(np.array([[1, 0], [0, 1]], dtype=float))
+    network, vocab = functional_network([a, b], [["G1", "G2", "G3"], ["G2", "G3"]])
+    w = pd.DataFrame(network.toarray(), index=vocab, columns=vocab)
+    # G1-G2: an edge in the one dataset holding both; G2-G3: in 1 of the 2 datasets holding both
+    assert w.loc["G1", "G2"] == 1.0 and w.loc["G2", "G3"] == 0.5 and w.loc["G1", "G3"] == 0
+    assert network.diagonal().sum() == 0
+    blocks = _block_graph(n_blocks=3, size=12)
+    adj = sp.csr_matrix(blocks.varp["coexpr"] != 0)
+    names = list(blocks.var_names)
+    first, second = giant([adj, adj[:20][:, :20]], [names, names[:20]], seed=0, walks_per_gene=10, walk_length=40,
+                          epochs=20)
+    np.testing.assert_array_equal(first[:20], second)  # a gene has one vector in every dataset of the group
+    assert edge_auc(first, adj) > 0.9
 
 def test_graph_tensors(graph_paths):
     g = ad.read_h5ad(graph_paths[0])

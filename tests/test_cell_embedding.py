@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.neighbors import NearestNeighbors
+
 from genegraph.config import from_schema, load_schema, subschema
 from genegraph.errors import DataError
 from genegraph.evaluate import cell_embedding as ce
 from genegraph.evaluate.cell_embedding import LeidenSweep
-from sklearn.neighbors import NearestNeighbors
 
 SCHEMA = ce.__file__.rsplit("/scripts/", 1)[0] + "/schemas/config/imputation.schema.yaml"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
 from genegraph.data.cell_filter import parse_filter, select_cells
 from genegraph.errors import DataError
 

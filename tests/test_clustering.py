@@ -5,6 +5,7 @@ from __future__ import annotations
 import anndata as ad
 import numpy as np
 import scanpy as sc
+
 from genegraph.evaluate.gene_embedding.clustering import knn_graph
 
 

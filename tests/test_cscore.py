@@ -12,6 +12,7 @@ import scipy.io
 import scipy.sparse as sp
 import scipy.stats
 import torch
+
 from genegraph.errors import DataError
 from genegraph.stats.cscore import CSCoreResult, _plan, cscore, cscore_adata
 

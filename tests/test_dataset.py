@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from helpers import gene_table, random_counts
+
 from genegraph.data.dataset import build_canonical
 from genegraph.data.genes import is_mitochondrial, normalise_genes, strip_version
 from genegraph.errors import DataError, for_dataset
-from helpers import gene_table, random_counts
 
 
 def make(x, genes, **kw) -> ad.AnnData:

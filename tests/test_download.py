@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
 from genegraph.data.download import fetch, read_lock, remove_stale, sha256_path
 from genegraph.errors import DataError
 

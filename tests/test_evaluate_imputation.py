@@ -7,6 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import pearsonr
+
 from genegraph.errors import DataError
 from genegraph.evaluate.imputation import (
     clustering_check,
@@ -15,7 +17,6 @@ from genegraph.evaluate.imputation import (
     per_gene_pearson,
     summarise,
 )
-from scipy.stats import pearsonr
 
 
 def heldout(rows, cols, truth):

@@ -19,6 +19,8 @@ import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
+from scipy import special
+
 from genegraph.errors import DataError
 from genegraph.stats.sctransform.fit import COX_REID_FACTOR, fit_intercepts, fit_overdispersion
 from genegraph.stats.sctransform.residuals import (
@@ -36,7 +38,6 @@ from genegraph.stats.sctransform.residuals import (
     selected_genes,
 )
 from genegraph.stats.sctransform.rstats import ksmooth_normal, running_weighted_median, zeroin
-from scipy import special
 
 DATASETS = ["pbmcA", "celseq2"]
 

@@ -10,6 +10,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+
 from genegraph.errors import DataError
 from genegraph.evaluate.gene_embedding.function_prediction import (
     function_settings,

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+
 from genegraph.errors import DataError
 from genegraph.graphs.priors.hallmark import hallmark_edges, msigdb_url, pair_cosine, read_gmt, set_membership
 from genegraph.graphs.priors.orthologs import gene_map

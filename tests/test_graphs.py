@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+
 from genegraph.config import settings
 from genegraph.errors import DataError
 from genegraph.graphs.coexpression import (

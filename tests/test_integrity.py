@@ -7,6 +7,7 @@ import os
 import anndata as ad
 import numpy as np
 import torch
+
 from genegraph.data.integrity import damage, damaged_files, mark_damaged
 
 

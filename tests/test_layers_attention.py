@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
 from genegraph.models.layers.attention import (
     ATTENTION_KINDS,
     LinearTransformerEncoder,
@@ -15,7 +17,6 @@ from genegraph.models.layers.attention import (
     orthogonal_features,
     softmax_attention,
 )
-from torch.utils._python_dispatch import TorchDispatchMode
 
 
 def _qkv(seed: int = 0, n: int = 50, d: int = 16, scale: float = 0.5):

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+
 from genegraph.errors import DataError
 from genegraph.evaluate.gene_embedding import lisi as lisi_mod
 from genegraph.evaluate.gene_embedding.metrics import (
@@ -19,6 +20,7 @@ from genegraph.evaluate.gene_embedding.metrics import (
     aggregate,
     common_gene_ratio,
     edge_auc,
+    gene_alignment,
     graph_connectivity,
     graph_positions,
     neighbour_matrix,
@@ -29,8 +31,9 @@ from genegraph.evaluate.gene_embedding.metrics import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from genegraph.models.embeddings import EMBEDDING_KEY  # noqa: E402
 from graph_fixtures import synthetic_graph  # noqa: E402
+
+from genegraph.models.embeddings import EMBEDDING_KEY  # noqa: E402
 
 #: Spec §7.3, Table 15 (heart, 10-seed means as printed).
 HEART = pd.DataFrame(
@@ -75,6 +78,14 @@ def test_summarise_means_sds_and_aggregate_per_group():
     assert list(out["method"]) == ["m1", "m2"] and (out["n_seeds"] == 2).all()
     assert out.loc[0, "AUC_mean"] == pytest.approx(0.3) and out.loc[1, "AUC_sd"] == pytest.approx(np.sqrt(0.02))
     assert list(out["avg_score"]) == [0.0, 1.0] and list(out["avg_rank"]) == [2.0, 1.0]
+
+
+def test_alignment_is_shown_beside_but_not_aggregated():
+    tidy = pd.DataFrame({"group": ["g"] * 2, "method": ["m1", "m2"], "seed": [0, 0],
+                         **{m: [0.2, 0.8] for m in METRICS}, "align_MRR": [0.9, 0.1], "align_top1": [0.8, 0.0]})
+    out = summarise(tidy).set_index("method")
+    assert out.loc["m1", "align_MRR_mean"] == 0.9 and "align_top1_sd" in out
+    assert list(out["avg_score"]) == [0.0, 1.0]  # m1's better alignment does not enter Avg Score
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -126,6 +137,7 @@ def test_perfectly_mixed_datasets_score_near_one(panel, base):
     assert s["iLISI"] > 0.9
     assert s["GC"] > 0.95
     assert s["CGR"] > 0.6  # at most 1 - 1/3 for 3 datasets: each common gene's 3 rows share a cluster
+    assert s["align_MRR"] > 0.9 and s["align_top1"] > 0.9
 
 
 def test_fully_separated_datasets_score_zero(panel, base):
@@ -141,6 +153,19 @@ def test_fully_separated_datasets_score_zero(panel, base):
     assert s["CGR"] == 0.0 and s["NO"] == 0.0  # no cluster holds two datasets
     assert np.isnan(s["ASW"])  # scib skips clusters of one dataset: none is left
     assert s["GC"] > 0.95  # each dataset's own clusters stay connected
+    assert s["align_MRR"] < 0.1  # the offset moves every row: a gene's nearest row elsewhere is a stranger
+
+
+def test_gene_alignment_by_hand():
+    genes = np.array(["a", "b", "c", "a", "b", "c", "z"])
+    datasets = np.array(["d1"] * 3 + ["d2"] * 4)
+    same = np.array([[1, 0], [0, 1], [-1, 0], [1, 0.1], [0.1, 1], [-1, -0.1], [0, -1]])
+    assert gene_alignment(same, genes, datasets) == (1.0, 1.0)
+    # d2's rows of a and b swapped: in both directions a and b rank 2nd, c ranks 1st
+    swapped = same[[0, 1, 2, 4, 3, 5, 6]]
+    mrr, top1 = gene_alignment(swapped, genes, datasets)
+    assert mrr == pytest.approx((0.5 + 0.5 + 1) / 3) and top1 == pytest.approx(1 / 3)
+    assert all(np.isnan(gene_alignment(same[:3], genes[:3], datasets[:3])))  # one dataset: nothing to align
 
 
 def test_edge_auc_high_for_adjacency_eigenvectors_and_chance_for_noise():

@@ -10,8 +10,14 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+
 from genegraph.errors import DataError
-from genegraph.evaluate.gene_embedding.modules import hallmark_enrichment, module_analysis, module_settings
+from genegraph.evaluate.gene_embedding.modules import (
+    hallmark_enrichment,
+    module_analysis,
+    module_settings,
+    ortholog_gene_map,
+)
 from genegraph.graphs.priors.hallmark import read_gmt
 from genegraph.models.embeddings import EMBEDDING_KEY
 
@@ -117,3 +123,18 @@ def test_umap_coordinates_for_the_report(planted):
     xy = umap_coordinates(graph, random_state=0)
     assert xy.shape == (emb.n_obs, 2) and np.isfinite(xy).all()
     np.testing.assert_array_equal(xy, umap_coordinates(graph, random_state=0))
+
+
+def test_mouse_rows_reach_human_gene_sets_through_orthologs():
+    obs = pd.DataFrame({"gene": ["Cd3e", "Gapdh", "CD19", "Xist"], "species": ["mouse", "mouse", "human", "mouse"]})
+    emb = ad.AnnData(obs=obs.set_axis([f"r{i}" for i in range(4)]), obsm={EMBEDDING_KEY: np.zeros((4, 2))})
+    orthologs = pd.DataFrame({"human": ["CD3E", "GAPDH", "GAPDHS"], "mouse": ["Cd3e", "Gapdh", "Gapdh"]})
+    taxa = {"human": 9606, "mouse": 10090}
+    mapping = ortholog_gene_map(emb, taxa, 9606, orthologs)
+    background = np.unique(obs["gene"])  # CD19, Cd3e, Gapdh, Xist: rows index this sorted background
+    got = {(background[i], r) for i, r in mapping[["index", "resource_gene"]].itertuples(index=False)}
+    assert got == {("CD19", "CD19"), ("Cd3e", "CD3E"), ("Gapdh", "GAPDH"), ("Gapdh", "GAPDHS")}  # Xist: none
+    human_only = emb[emb.obs["species"] == "human"].copy()
+    assert ortholog_gene_map(human_only, taxa, 9606, orthologs) is None
+    table = hallmark_enrichment(obs["gene"].to_numpy(), np.zeros(4, dtype=int), {"T": ["CD3E", "CD19"]}, mapping)
+    assert table.loc[0, "k"] == 2 and table.loc[0, "genes"] == "CD19,Cd3e"

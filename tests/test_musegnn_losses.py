@@ -11,6 +11,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
+
 from genegraph.models.musegnn.losses import bce_dense, bce_weighted, info_nce, sample_bce_pairs, similarity_loss
 from genegraph.models.musegnn.pairs import (
     build_vocabulary,

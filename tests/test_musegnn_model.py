@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from torch_geometric.nn import TransformerConv
+
 from genegraph.models.musegnn.model import (
     MuSeGNN,
     PairwiseDecoder,
@@ -15,7 +17,6 @@ from genegraph.models.musegnn.model import (
     musegnn_parameter_count,
     transformer_conv,
 )
-from torch_geometric.nn import TransformerConv
 
 #: spec §1.4: cells of the 15 heart datasets (Σ = 410,048).
 HEART_CELLS = [26997, 20506, 31455, 57867, 42226, 30963, 12443, 23195, 14958, 22449, 24889, 35064, 26004,

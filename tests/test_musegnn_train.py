@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+
 from genegraph.device import resolve_device
 from genegraph.errors import DataError
 from genegraph.models.embeddings import embedding
@@ -149,7 +150,7 @@ def test_training_writes_embeddings_losses_and_metadata(tmp_path, panel):
     sizes = [len(genes) for _, _, _, genes, _ in PANEL]
     assert embedding(emb).shape == (sum(sizes), 32) and np.isfinite(embedding(emb)).all()
     assert emb.uns["method"] == "musegnn" and emb.uns["seed"] == 0
-    assert list(emb.obs.columns[:7]) == ["gene", "dataset", "share_key", "modality", "tissue", "species",
+    assert list(emb.obs.columns[:8]) == ["gene", "dataset", "group", "share_key", "modality", "tissue", "species",
                                          "in_all_datasets"]
     assert emb.obs["dataset"].value_counts().to_dict() == {d: n for (d, *_), n in zip(PANEL, sizes)}
     assert set(emb.obs["share_key"]) == {"scrna_blood", "cite_blood", "spatial_brain"}
@@ -325,3 +326,16 @@ def test_a_truncated_checkpoint_is_not_resumed(tmp_path, panel, caplog):
     assert again["resumed_from_epoch"] == 0 and "ignoring unreadable checkpoint" in caplog.text
     fresh = _train(panel, tmp_path / "fresh", epochs=6, checkpoint_every=2)
     assert np.array_equal(_embeddings(fresh), _embeddings(again))
+
+
+def test_graphs_sharing_no_gene_skip_the_contrastive_terms(tmp_path):
+    """The authors skip the similarity and InfoNCE terms for a partner without a common gene; ``contrast``
+    runs InfoNCE anyway."""
+    folder = tmp_path / "disjoint"
+    paths = [write_graph(folder / f"{d}.h5ad", synthetic_graph(d, [f"{d}_{k}" for k in range(20)], 12, seed=s))
+             for s, d in enumerate(["a", "b"])]
+    skipped = pd.read_csv(_train(paths, tmp_path / "skip", epochs=2)["losses"], sep="\t")
+    assert (skipped["sim"] == 0).all() and (skipped["infonce"] == 0).all()
+    contrasted = pd.read_csv(_train(paths, tmp_path / "contrast", epochs=2, loss={"disjoint_pairs": "contrast"})
+                             ["losses"], sep="\t")
+    assert (contrasted["infonce"] > 0).all()

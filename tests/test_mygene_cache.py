@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
+
 from genegraph.errors import DataError
 from genegraph.graphs.priors.mygene_cache import MyGeneCache, MyGeneUnavailable
 from genegraph.graphs.priors.string_links import map_proteins_to_genes, mygene_queries

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from helpers import random_counts, write_10x_h5_v3, write_10x_mtx, write_h5ad
+
 from genegraph.data.readers import read_counts
 from genegraph.errors import DataError
-from helpers import random_counts, write_10x_h5_v3, write_10x_mtx, write_h5ad
 
 GENES = ["ENSG00000000001", "ENSG00000000002", "ENSG00000000003", "ENSG00000000004"]
 NAMES = ["GENEA", "GENEB", "GENEC", "DUP"]

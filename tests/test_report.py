@@ -10,6 +10,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+
 from genegraph.plots import plt, save_figure
 from genegraph.report.html import SECTIONS, ReportInputs, build_report, section_ids, table_html
 
@@ -30,14 +31,15 @@ def small_inputs(tmp_path: Path) -> ReportInputs:
         qc_figures={"a": tmp_path / "qc.png", "b": tmp_path / "qc.png"},
         graphs_summary=pd.DataFrame({"dataset": ["a", "b"], "coexpr_density": [0.2, 0.1],
                                      "string_frac_with_edge": [0.1, 0.0], "hallmark_in_set_frac": [0.4, 0.2]}),
-        losses={0: pd.DataFrame({"epoch": [1, 2], "bce": [0.7, 0.5], "sim": [0, -0.1], "infonce": [5, 4],
+        losses={"blood, seed 0": pd.DataFrame({"epoch": [1, 2], "bce": [0.7, 0.5], "sim": [0, -0.1], "infonce": [5, 4],
                                  "total": [0.8, 0.4]})},
-        runs={0: {"epochs": 2, "n_parameters": 1234, "train_time_s": 3.0, "final_losses": {"bce": 0.5}}},
-        embedding_rows=ad.AnnData(obs=pd.DataFrame({"dataset": ["a"] * 5 + ["b"] * 5,
-                                                    "tissue": ["blood"] * 5 + ["brain"] * 5,
-                                                    "modality": ["scrna"] * 5 + ["spatial"] * 5, "module": [0, 1] * 5},
-                                                   index=[f"r{k}" for k in range(10)]),
-                                  obsm={"X_umap": rng.normal(size=(10, 2))}),
+        runs={"blood, seed 0": {"epochs": 2, "n_parameters": 1234, "train_time_s": 3.0, "final_losses": {"bce": 0.5}}},
+        embedding_rows=[ad.AnnData(obs=pd.DataFrame({"dataset": ["a"] * 5 + ["b"] * 5,
+                                                     "tissue": ["blood"] * 5 + ["brain"] * 5, "group": "blood",
+                                                     "modality": ["scrna"] * 5 + ["spatial"] * 5,
+                                                     "module": [0, 1] * 5},
+                                                    index=[f"r{k}" for k in range(10)]),
+                                   obsm={"X_umap": rng.normal(size=(10, 2))})],
         summary=pd.DataFrame({"group": ["all", "all"], "method": ["musegnn", "pca"], "n_seeds": [1, 1], **metrics,
                               "avg_score": [0.9, 0.1], "avg_rank": [1.0, 2.0]}),
         modules=pd.DataFrame({"module": [0, 1], "n_genes": [3, 2], "top_sets": ["HALLMARK_X (q=0.01, 2/5)", ""]}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from genegraph.data.sheet import load_schema, load_sheet
 from genegraph.errors import DataError
 

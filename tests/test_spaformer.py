@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+
 from genegraph.errors import DataError
 from genegraph.evaluate.imputation import benchmark_seed, evaluation_settings
 from genegraph.models.spaformer import (

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
 from genegraph.data.download import sha256_file
 from genegraph.data.genes import load_gene_table
 from genegraph.errors import DataError

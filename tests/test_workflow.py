@@ -20,6 +20,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+
 from genegraph.report.html import SECTIONS, section_ids
 
 pytestmark = pytest.mark.workflow
@@ -57,6 +58,13 @@ def job_counts(output: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
+#: The demo's training groups (train.group_by: tissue); an added copy of a blood row stays in "blood".
+TISSUE = {"pbmc5k_cite": "blood", "pbmc10k_cite": "blood", "immune_sample": "blood", "visium_brain": "brain"}
+
+#: Modalities of the demo rows (an added copy of a CITE-seq row is CITE-seq) and its cross-dataset protein task.
+MODALITY = {"pbmc5k_cite": "cite", "pbmc10k_cite": "cite", "immune_sample": "scrna", "visium_brain": "spatial"}
+CROSS = [("pbmc5k_cite", "pbmc10k_cite")]
+
 PER_DATASET = ["download_dataset", "ingest", "qc", "features", "coexpression", "build_graphs"]
 
 
@@ -74,9 +82,21 @@ def expected_jobs(datasets: list[str], spatial: set[str], first: str = "download
         n = len(spatial & set(datasets))
         counts.update({"imputation_mask": n, "train_imputation": 2 * n, "impute_baseline": 2 * n,
                        "evaluate_imputation": 1})
+    if "qc" in chain:  # protein tasks: each CITE-seq dataset, and the cross task touching a rerun dataset
+        cite = [d for d in datasets if MODALITY.get(d, "cite") == "cite"]
+        tasks = len(cite) + sum(1 for pair in CROSS if set(pair) & set(datasets))
+        if tasks:
+            counts.update({"protein_split": tasks, "train_protein": 2 * tasks, "protein_baseline": 3 * tasks,
+                           "protein_variant": len(cite), "evaluate_protein": 1})
+    if "qc" in chain:  # CellPLM reads every QC'd dataset (held-out ones for the gene vocabulary): all of it reruns
+        # embedding of the 2 held-out rows; denoising, annotation (+ imputation for the spatial one)
+        counts.update({"cellplm_pretrain": 1, "cellplm_embedding": 2, "cellplm_task": 5, "evaluate_cellplm": 1})
     counts["graphs_summary"] = 1
-    # everything after the graphs depends on all of them
-    counts.update({"train": 1, "baseline": 6, "evaluate": 1, "modules": 1, "function_prediction": 1, "report": 1})
+    # one MuSe-GNN, one of each of the 7 baselines and one module set per training group (tissue) that a
+    # rerun dataset belongs to; the evaluation and the report read every group
+    groups = len({TISSUE.get(d, "blood") for d in datasets})
+    counts.update({"train": groups, "baseline": 7 * groups, "modules": groups, "evaluate": 1,
+                   "function_prediction": 1, "report": 1})
     if fresh:
         counts["string_mygene"] = 1
         counts["string_gene_links"] = 1
@@ -152,17 +172,19 @@ def test_full_run_writes_graphs_for_every_dataset(demo):
 
 
 def test_full_run_trains_musegnn(demo):
-    emb = ad.read_h5ad(demo / "results" / "musegnn" / "seed0" / "embeddings.h5ad")
-    graphs = {d: ad.read_h5ad(demo / "results" / d / "graph" / "graph.h5ad") for d in sheet(demo)["dataset"]}
+    emb = ad.read_h5ad(demo / "results" / "musegnn" / "blood" / "seed0" / "embeddings.h5ad")
+    blood = [d for d in sheet(demo)["dataset"] if TISSUE[d] == "blood"]  # one model per tissue
+    graphs = {d: ad.read_h5ad(demo / "results" / d / "graph" / "graph.h5ad") for d in blood}
     z = emb.obsm["X_emb"]
     assert z.shape == (sum(g.n_vars for g in graphs.values()), 32) and np.isfinite(z).all()
-    assert {"gene", "dataset", "share_key", "modality", "tissue", "in_all_datasets"} <= set(emb.obs.columns)
+    assert {"gene", "dataset", "group", "share_key", "modality", "tissue", "in_all_datasets"} <= set(emb.obs.columns)
+    assert (emb.obs["group"] == "blood").all() and emb.uns["n_parameters"] > 0
     for d, g in graphs.items():
         assert emb.obs.loc[emb.obs["dataset"] == d, "gene"].tolist() == list(g.var_names)
-    losses = pd.read_csv(demo / "results" / "musegnn" / "seed0" / "losses.tsv", sep="\t")
+    losses = pd.read_csv(demo / "results" / "musegnn" / "blood" / "seed0" / "losses.tsv", sep="\t")
     assert {"bce", "sim", "infonce", "total"} <= set(losses.columns) and len(losses) == 100
     assert losses["bce"].iloc[-10:].mean() < losses["bce"].iloc[:10].mean()
-    run = json.loads((demo / "results" / "musegnn" / "seed0" / "run.json").read_text())
+    run = json.loads((demo / "results" / "musegnn" / "blood" / "seed0" / "run.json").read_text())
     assert run["seed"] == 0 and run["device"] == "cpu" and run["n_parameters"] == run["n_parameters_formula"]
 
 
@@ -183,14 +205,52 @@ def test_full_run_imputes_the_spatial_dataset(demo):
     assert {"rmse_mean", "rmse_sd", "pearson_mean", "cosine_mean"} <= set(summary.columns)
 
 
+def test_full_run_predicts_proteins(demo):
+    scores = pd.read_csv(demo / "results" / "protein" / "scores.tsv", sep="\t")
+    methods = {"scmognn", "scmoformer", "svd_linear", "knn", "mean"}
+    assert set(scores["method"]) == methods
+    assert set(scores["dataset"]) == {"pbmc5k_cite", "pbmc10k_cite", "pbmc5k_cite_to_pbmc10k_cite"}
+    assert np.isfinite(scores[["rmse", "mae", "pearson_cell", "pearson_protein"]]).all().all()
+    by = scores.groupby("method")["rmse"].mean()
+    assert by["scmognn"] < by["mean"]  # the trained model beats the training mean
+    split = pd.read_csv(demo / "results" / "protein" / "pbmc5k_cite" / "split.tsv", sep="\t")
+    assert set(split["seed0"]) == {"train", "val", "test"}
+    assert (split["seed0"] == "test").mean() == pytest.approx(0.2, abs=0.02)
+    run = demo / "results" / "protein" / "pbmc5k_cite" / "scmognn" / "seed0"
+    pred = ad.read_h5ad(run / "predictions.h5ad")
+    assert pred.n_obs == (split["seed0"] == "test").sum() and "truth" in pred.layers
+    assert (run / "model.pt").stat().st_size > 0 and len(pd.read_csv(run / "losses.tsv", sep="\t")) > 0
+    cross_task = demo / "results" / "protein" / "pbmc5k_cite_to_pbmc10k_cite"
+    cross = ad.read_h5ad(cross_task / "mean" / "seed0" / "predictions.h5ad")
+    assert cross.obs_names.str.startswith("pbmc10k_cite:").all()  # tested on the other dataset's cells
+    matching = pd.read_csv(demo / "results" / "protein" / "matching.tsv", sep="\t")
+    assert set(matching["task"]) == {"pbmc5k_cite", "pbmc10k_cite"} and matching["matching_score"].between(0, 1).all()
+
+
+def test_full_run_pretrains_cellplm_and_runs_its_tasks(demo):
+    run = json.loads((demo / "results" / "cellplm" / "pretrain" / "run.json").read_text())
+    assert run["datasets"] == ["pbmc5k_cite", "pbmc10k_cite"] and run["n_parameters"] > 0
+    history = pd.read_csv(demo / "results" / "cellplm" / "pretrain" / "history.tsv", sep="\t")
+    assert len(history) == 20 and history["loss"].iloc[-3:].mean() < history["loss"].iloc[:3].mean()
+    scores = pd.read_csv(demo / "results" / "cellplm" / "scores.tsv", sep="\t")
+    denoising = scores[scores["task"] == "denoising"]
+    assert set(denoising["dataset"]) == {"immune_sample", "visium_brain"}
+    assert {"cellplm", "cellplm_zero_shot", "cellplm_scratch", "raw", "knn_smooth"} == set(denoising["method"])
+    assert np.isfinite(denoising["rmse"]).all()
+    imputation = scores[scores["task"] == "imputation"].set_index("method")
+    assert set(imputation.index) == {"cellplm", "cellplm_scratch"} and np.isfinite(imputation["rmse"]).all()
+    emb = ad.read_h5ad(demo / "results" / "cellplm" / "immune_sample" / "embedding" / "seed0.h5ad")
+    assert emb.obsm["X_cellplm"].shape == (emb.n_obs, 16) and np.isfinite(emb.obsm["X_cellplm"]).all()
+
+
 def test_full_run_ends_in_the_report(demo):
     page = (demo / "results" / "report.html").read_text()
-    assert section_ids(page) == [*SECTIONS, "imputation"]
+    assert section_ids(page) == [*SECTIONS, "protein", "imputation", "cellplm"]
     summary = pd.read_csv(demo / "results" / "evaluation" / "summary.tsv", sep="\t")
-    assert set(summary["method"]) == {"musegnn", "pca", "gae", "vgae", "mae", "wsmae", "gene2vec"}
+    assert set(summary["method"]) == {"musegnn", "pca", "gae", "vgae", "mae", "wsmae", "gene2vec", "giant"}
     blood = summary[summary["group"] == "blood"].set_index("method")
     assert blood["AUC_mean"].between(0, 1).all() and np.isfinite(blood["avg_score"]).all()
-    modules = pd.read_csv(demo / "results" / "evaluation" / "module_table.tsv", sep="\t")
+    modules = pd.read_csv(demo / "results" / "evaluation" / "modules" / "blood_table.tsv", sep="\t")
     assert (modules["n_enriched"] > 0).any()  # some module is enriched for a hallmark set
     function = pd.read_csv(demo / "results" / "evaluation" / "function_prediction.tsv", sep="\t")
     assert {"musegnn", "pca", "raw"} <= set(function["method"])
@@ -200,9 +260,9 @@ def test_killed_training_resumes_from_checkpoint(demo, tmp_path):
     workdir = tmp_path / "resume"
     shutil.copytree(demo, workdir, symlinks=True)
     (workdir / "more.yaml").write_text("train:\n  epochs: 130\n  checkpoint_every: 5\n")
-    target = "results/musegnn/seed0/embeddings.h5ad"  # before --configfile, which takes several values
+    target = "results/musegnn/blood/seed0/embeddings.h5ad"  # before --configfile, which takes several values
     args = [sys.executable, "-m", "snakemake", target, "-c", "2", "--configfile", "more.yaml"]
-    log = workdir / "logs" / "train" / "seed0.log"
+    log = workdir / "logs" / "train" / "blood_seed0.log"
     proc = subprocess.Popen(args, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
@@ -214,12 +274,12 @@ def test_killed_training_resumes_from_checkpoint(demo, tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert not (workdir / "results" / "musegnn" / "seed0" / "run.json").exists()
+    assert not (workdir / "results" / "musegnn" / "blood" / "seed0" / "run.json").exists()
     smk(workdir, "--unlock")  # a killed controller leaves its lock, as after a cluster kill
     out = smk(workdir, target, "-c", "2", "--rerun-incomplete", "--configfile", "more.yaml")
-    run = json.loads((workdir / "results" / "musegnn" / "seed0" / "run.json").read_text())
+    run = json.loads((workdir / "results" / "musegnn" / "blood" / "seed0" / "run.json").read_text())
     assert run["epochs"] == 130 and 110 <= run["resumed_from_epoch"] < 130, out[-2000:]
-    losses = pd.read_csv(workdir / "results" / "musegnn" / "seed0" / "losses.tsv", sep="\t")
+    losses = pd.read_csv(workdir / "results" / "musegnn" / "blood" / "seed0" / "losses.tsv", sep="\t")
     assert losses["epoch"].tolist() == list(range(1, 131))
 
 
@@ -230,11 +290,11 @@ def test_slurm_gpu_flags_on_train(demo, tmp_path):
     (workdir / "short.yaml").write_text("train:\n  epochs: 2\n  checkpoint_every: 1\n")
     state = tmp_path / "slurm"
     env = {"PATH": f"{FAKE_SLURM}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM_STATE": str(state)}
-    smk(workdir, "results/musegnn/seed0/embeddings.h5ad", "--workflow-profile", str(prof),
+    smk(workdir, "results/musegnn/blood/seed0/embeddings.h5ad", "--workflow-profile", str(prof),
         "--slurm-init-seconds-before-status-checks", "1", "--configfile", "short.yaml", env=env)
     sbatch = [c for c in (json.loads(line) for line in (state / "calls.jsonl").read_text().splitlines())
               if c[0] == "sbatch"]
-    assert [c[c.index("--comment") + 1] for c in sbatch] == ["rule_train_wildcards_0"]
+    assert [c[c.index("--comment") + 1] for c in sbatch] == ["rule_train_wildcards_blood_0"]
     line = " ".join(sbatch[0])
     assert "--gpus=1" in line and "-p gpu" in line and "--cpus-per-gpu=8" in line and "-A mylab" in line
     assert "--cpus-per-task" not in line

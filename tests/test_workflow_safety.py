@@ -67,7 +67,8 @@ def wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float = 300
 
 def graph_arrays(path: Path) -> dict[str, np.ndarray]:
     g = ad.read_h5ad(path)
-    return {"rho": np.asarray(g.obsp["cscore_rho"]), "coexpr": g.obsp["coexpr"].toarray(), "x": np.asarray(g.X)}
+    x = g.X.toarray() if hasattr(g.X, "toarray") else np.asarray(g.X)
+    return {"rho": np.asarray(g.varp["cscore_rho"]), "coexpr": g.varp["coexpr"].toarray(), "x": x}
 
 
 def test_empty_sha256_is_recorded_then_verified(tmp_path):

@@ -1,15 +1,15 @@
-# Gene-embedding baselines of MuSe-GNN: each method on the same graphs and seeds.
+# Gene-embedding baselines of MuSe-GNN: each method on the same groups, graphs and seeds.
 
 
 rule baseline:
     input:
-        graphs=expand("results/{dataset}/graph/graph.h5ad", dataset=DATASETS),
+        graphs=group_graphs,
     output:
-        "results/baselines/{method}/seed{seed}/embeddings.h5ad",
+        "results/baselines/{method}/{group}/seed{seed}/embeddings.h5ad",
     log:
-        "logs/baseline/{method}_seed{seed}.log",
+        "logs/baseline/{method}_{group}_seed{seed}.log",
     benchmark:
-        "benchmarks/baseline/{method}_seed{seed}.tsv"
+        "benchmarks/baseline/{method}_{group}_seed{seed}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: config["baselines"]["threads"]
@@ -19,7 +19,8 @@ rule baseline:
     params:
         cfg=without("baselines", "device", "threads"),
         device=config["baselines"]["device"],
+        equal_epochs=config["train"]["epochs"],
     message:
-        "Baseline {wildcards.method} (seed {wildcards.seed}) on {input.graphs}"
+        "Baseline {wildcards.method} for group {wildcards.group} (seed {wildcards.seed}) on {input.graphs}"
     script:
         "../scripts/baseline.py"

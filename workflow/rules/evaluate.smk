@@ -1,5 +1,5 @@
-# Evaluation of the gene embeddings: the six metrics for every method x seed, gene modules of the MuSe-GNN
-# embeddings, and gene-function prediction.
+# Evaluation of the gene embeddings: the six metrics (and the gene alignment) for every method x seed, each
+# training group with its own models; gene modules of the MuSe-GNN embeddings per group; gene-function prediction.
 
 
 rule evaluate:
@@ -28,8 +28,7 @@ rule evaluate:
         runtime=runtime_min(120),
     params:
         runs=evaluation_runs,
-        cfg=without("evaluate", "methods", "group_by"),
-        group_by=config["evaluate"]["group_by"],
+        cfg=without("evaluate", "methods"),
     message:
         "Scoring {params.runs} on the six metrics"
     script:
@@ -38,20 +37,21 @@ rule evaluate:
 
 rule modules:
     input:
-        embeddings=f"results/musegnn/seed{FIRST_SEED}/embeddings.h5ad",
+        embeddings=f"results/musegnn/{{group}}/seed{FIRST_SEED}/embeddings.h5ad",
         gmt=hallmark_gmt(),
+        orthologs=PRIORS["orthologs"],
     output:
-        rows="results/evaluation/modules.h5ad",
-        enrichment="results/evaluation/module_enrichment.tsv",
+        rows="results/evaluation/modules/{group}.h5ad",
+        enrichment="results/evaluation/modules/{group}_enrichment.tsv",
         table=report(
-            "results/evaluation/module_table.tsv",
+            "results/evaluation/modules/{group}_table.tsv",
             caption="../report/modules.rst",
             category="Evaluation",
         ),
     log:
-        "logs/modules.log",
+        "logs/modules/{group}.log",
     benchmark:
-        "benchmarks/modules.tsv"
+        "benchmarks/modules/{group}.tsv"
     conda:
         "../../envs/evaluate.yaml"
     threads: 1
@@ -60,6 +60,10 @@ rule modules:
         runtime=runtime_min(60),
     params:
         cfg=config["modules"],
+        taxa={name: spec["taxon"] for name, spec in config["species"].items()},
+        hallmark_taxon=config["species"][config["priors"]["hallmark"]["species"]][
+            "taxon"
+        ],
     message:
         "Gene modules of the MuSe-GNN embeddings and their hallmark enrichment"
     script:

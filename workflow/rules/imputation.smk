@@ -1,39 +1,6 @@
 # Spatial imputation (SpaFormer and its baselines) on every spatial dataset: one seeded hold-out of 30 % of all
 # entries per dataset, every method x seed trained on the masked counts only, scored on the held-out entries.
 
-SPATIAL = [d for d in DATASETS if SHEET.at[d, "modality"] == "spatial"]
-IMPUTATION = config["imputation"]
-IMPUTATION_METHODS = list(IMPUTATION["evaluation"]["methods"])
-IMPUTATION_SEEDS = [int(s) for s in IMPUTATION["evaluation"]["seeds"]]
-TRAINED_IMPUTATION = [m for m in IMPUTATION_METHODS if m.startswith("spaformer")]
-BASELINE_IMPUTATION = [m for m in IMPUTATION_METHODS if not m.startswith("spaformer")]
-
-
-def imputation_runs():
-    """Every (dataset, method, seed) the evaluation scores."""
-    return [
-        [d, m, s] for d in SPATIAL for m in IMPUTATION_METHODS for s in IMPUTATION_SEEDS
-    ]
-
-
-def imputation_targets():
-    if not SPATIAL:
-        return []
-    return ["results/imputation/scores.tsv", "results/imputation/summary.tsv"]
-
-
-def imputation_report_inputs():
-    if not SPATIAL:
-        return {}
-    first, seed = SPATIAL[0], IMPUTATION_SEEDS[0]
-    method = TRAINED_IMPUTATION[0] if TRAINED_IMPUTATION else IMPUTATION_METHODS[0]
-    return {
-        "scores": "results/imputation/scores.tsv",
-        "summary": "results/imputation/summary.tsv",
-        "mask": f"results/imputation/{first}/mask.h5ad",
-        "imputed": f"results/imputation/{first}/{method}/seed{seed}/imputed.h5ad",
-    }
-
 
 rule imputation_mask:
     input:

@@ -23,7 +23,8 @@ rule report:
         runtime=runtime_min(20),
     params:
         datasets=DATASETS,
-        seeds=SEEDS,
+        groups=list(GROUPS),
+        runs=[f"{g}, seed {s}" for g in GROUPS for s in SEEDS],
     message:
         "Writing the HTML report results/report.html"
     script:

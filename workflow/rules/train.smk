@@ -1,22 +1,23 @@
-# MuSe-GNN: one model trained across all dataset graphs; unified gene embeddings per seed.
+# MuSe-GNN: one model per training group (config train.group_by; the paper: per tissue) across the group's
+# dataset graphs; unified gene embeddings per group and seed.
 
 
 rule train:
     input:
-        graphs=expand("results/{dataset}/graph/graph.h5ad", dataset=DATASETS),
+        graphs=group_graphs,
     output:
-        embeddings="results/musegnn/seed{seed}/embeddings.h5ad",
+        embeddings="results/musegnn/{group}/seed{seed}/embeddings.h5ad",
         losses=report(
-            "results/musegnn/seed{seed}/losses.tsv",
+            "results/musegnn/{group}/seed{seed}/losses.tsv",
             caption="../report/losses.rst",
             category="MuSe-GNN",
-            subcategory="seed {seed}",
+            subcategory="{group}, seed {seed}",
         ),
-        run="results/musegnn/seed{seed}/run.json",
+        run="results/musegnn/{group}/seed{seed}/run.json",
     log:
-        "logs/train/seed{seed}.log",
+        "logs/train/{group}_seed{seed}.log",
     benchmark:
-        "benchmarks/train/seed{seed}.tsv"
+        "benchmarks/train/{group}_seed{seed}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: config["train"]["threads"]
@@ -25,9 +26,9 @@ rule train:
         mem_mb=mem_by_input(4000, 40),
         runtime=runtime_min(240),
     params:
-        cfg=without("train", "seeds", "device", "threads"),
+        cfg=without("train", "seeds", "device", "threads", "group_by"),
         device=config["train"]["device"],
     message:
-        "Training MuSe-GNN (seed {wildcards.seed}) on {input.graphs}"
+        "Training MuSe-GNN for group {wildcards.group} (seed {wildcards.seed}) on {input.graphs}"
     script:
         "../scripts/train.py"

@@ -1,6 +1,7 @@
 """Rule build_graphs: a dataset's co-expression graph plus its STRING and hallmark edge types."""
 
 import anndata as ad
+
 from genegraph.data.checks import carried
 from genegraph.graphs.priors.edges import add_prior_edges
 from genegraph.graphs.priors.hallmark import read_gmt

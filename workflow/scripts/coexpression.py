@@ -1,6 +1,7 @@
 """Rule coexpression: CS-CORE on the raw counts of a dataset's selected genes; the gene graph by the edge rule."""
 
 import anndata as ad
+
 from genegraph.config import settings
 from genegraph.graphs.coexpression import CoexpressionSettings, coexpression_graph
 from genegraph.io import write_h5ad

@@ -3,6 +3,7 @@ per-gene Pearson) and, where the dataset has cell labels, the clustering check; 
 
 import anndata as ad
 import pandas as pd
+
 from genegraph.evaluate.imputation import (
     METRICS,
     clustering_check,

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+
 from genegraph.data.checks import flat
 from genegraph.io import write_tsv
 from genegraph.logs import rule_context

@@ -1,6 +1,7 @@
 """Rule imputation_mask: a spatial dataset's selected genes with a seeded share of all entries held out."""
 
 import anndata as ad
+
 from genegraph.io import write_h5ad
 from genegraph.logs import rule_context
 from genegraph.models.spaformer import check_counts, hold_out, imputation_settings, mask_adata

@@ -10,6 +10,7 @@ import time  # noqa: E402
 import anndata as ad  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+
 from genegraph.device import resolve_device  # noqa: E402
 from genegraph.io import atomic_path, write_h5ad, write_json, write_tsv  # noqa: E402
 from genegraph.logs import rule_context  # noqa: E402

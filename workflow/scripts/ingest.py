@@ -5,7 +5,7 @@ from pathlib import Path
 
 from genegraph.data.dataset import build_canonical, read_metadata
 from genegraph.data.genes import load_gene_table
-from genegraph.data.readers import read_counts
+from genegraph.data.readers import read_counts, read_paired_protein
 from genegraph.io import write_h5ad
 from genegraph.logs import rule_context
 
@@ -13,15 +13,20 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 p = smk.params
 with rule_context(smk.log[0], smk.wildcards.dataset, threads=smk.threads) as log:
     manifest = json.loads(Path(smk.input.source).read_text())
+    meta = manifest.get("metadata")
+    paired = bool(meta) and Path(meta["path"]).name.endswith(".h5ad")  # a paired protein file, not a cell table
     raw = read_counts(
         Path(manifest["source"]["path"]),
         p.format,
         orientation=p.orientation,
         matrix_key=p.matrix_key,
         spatial_key=p.spatial_key,
-        protein_key=p.protein_key,
+        protein_key=None if paired else p.protein_key,
     )
-    meta = manifest.get("metadata")
+    if paired:
+        raw.obsm["protein"] = read_paired_protein(Path(meta["path"]), raw.obs_names, p.protein_key)
+        log.info("paired protein file %s: %d proteins", Path(meta["path"]).name, raw.obsm["protein"].shape[1])
+        meta = None
     adata = build_canonical(
         raw,
         dataset=smk.wildcards.dataset,

@@ -1,6 +1,7 @@
 """Rule qc: filter cells and genes of one dataset; write the QC'd AnnData, the step table and the figure."""
 
 import anndata as ad
+
 from genegraph.config import settings
 from genegraph.data.qc import QCSettings, plot_qc, run_qc
 from genegraph.io import write_h5ad, write_tsv

@@ -1,6 +1,7 @@
 """Rule qc_summary: one row per dataset with cells and genes before and after QC."""
 
 import pandas as pd
+
 from genegraph.io import write_tsv
 from genegraph.logs import rule_context
 

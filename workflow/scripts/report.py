@@ -6,6 +6,7 @@ from pathlib import Path
 
 import anndata as ad
 import pandas as pd
+
 from genegraph.io import atomic_path
 from genegraph.logs import rule_context
 from genegraph.report.html import ReportInputs, build_report, section_ids
@@ -21,11 +22,11 @@ with rule_context(smk.log[0], threads=smk.threads) as log:
         qc_summary=tsv(i.qc_summary),
         qc_figures=dict(zip(smk.params.datasets, map(Path, i.qc_figures))),
         graphs_summary=tsv(i.graphs_summary),
-        losses=dict(zip(smk.params.seeds, map(tsv, i.losses))),
-        runs={s: json.loads(Path(p).read_text()) for s, p in zip(smk.params.seeds, i.runs)},
-        embedding_rows=ad.read_h5ad(i.embedding_rows),
+        losses=dict(zip(smk.params.runs, map(tsv, i.losses))),
+        runs={s: json.loads(Path(p).read_text()) for s, p in zip(smk.params.runs, i.runs)},
+        embedding_rows=[ad.read_h5ad(p) for p in i.embedding_rows],
         summary=tsv(i.summary),
-        modules=tsv(i.modules),
+        modules=pd.concat([tsv(p).assign(group=g) for g, p in zip(smk.params.groups, i.modules)], ignore_index=True),
         function=tsv(i.function),
         config=dict(smk.config),
     )

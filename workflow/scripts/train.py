@@ -1,4 +1,4 @@
-"""Rule train: MuSe-GNN across every dataset graph of the sheet; embeddings, loss table, run metadata.
+"""Rule train: MuSe-GNN across the dataset graphs of one training group; embeddings, loss table, run metadata.
 
 A checkpoint is written under the output folder every `checkpoint_every` epochs and is deliberately not
 an output of the rule (Snakemake would delete it with the outputs of a killed job): rerunning a killed job
@@ -18,4 +18,5 @@ smk = snakemake  # noqa: F821 (injected by Snakemake)
 with rule_context(smk.log[0], threads=smk.threads):
     out_dir = Path(smk.output.embeddings).parent
     train_musegnn(list(smk.input.graphs), train_settings(smk.params.cfg), out_dir, seed=int(smk.wildcards.seed),
-                  device=smk.params.device, checkpoint_dir=out_dir / "checkpoint", threads=smk.threads)
+                  device=smk.params.device, checkpoint_dir=out_dir / "checkpoint", threads=smk.threads,
+                  group=smk.wildcards.group)

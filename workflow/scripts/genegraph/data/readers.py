@@ -128,6 +128,28 @@ def read_h5ad(
     return ad.AnnData(X=sp.csr_matrix(x), obs=src.obs.copy(), var=var, obsm=obsm)
 
 
+def read_paired_protein(path: Path, obs_names: pd.Index, layer: str | None = None) -> pd.DataFrame:
+    """Protein (ADT) counts from a paired ``.h5ad`` over the same cells as the RNA (the NeurIPS 2021 files ship
+    each modality as its own AnnData): cells x proteins, its ``X`` or its layer ``layer``, in the order of
+    ``obs_names``; every RNA cell must be in it."""
+    src = ad.read_h5ad(path)
+    if layer in (None, "", "X"):
+        x = src.X
+    elif layer in src.layers:
+        x = src.layers[layer]
+    else:
+        raise DataError(f"paired protein file {path.name} has no layer '{layer}' "
+                        f"(layers: {', '.join(src.layers) or 'none'})")
+    cells = pd.Index(src.obs_names.astype(str))
+    missing = ~pd.Index(obs_names.astype(str)).isin(cells)
+    if missing.any():
+        raise DataError(f"{int(missing.sum())} of {len(obs_names)} RNA cells are not in the paired protein file "
+                        f"{path.name} (e.g. '{obs_names[missing][0]}')")
+    dense = x.toarray() if sp.issparse(x) else np.asarray(x)
+    frame = pd.DataFrame(dense, index=cells, columns=src.var_names.astype(str))
+    return frame.loc[obs_names.astype(str)]
+
+
 def _protein_frame(values, obs_names: pd.Index, names=None) -> pd.DataFrame:
     if isinstance(values, pd.DataFrame):
         frame = values.copy()

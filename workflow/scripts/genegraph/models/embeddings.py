@@ -1,10 +1,10 @@
 """The gene-embeddings file every gene-level method writes (MuSe-GNN and its baselines).
 
 One row per gene per dataset, the rows of a dataset in its graph's gene order: an AnnData whose ``obs`` holds
-``gene``, ``dataset``, ``share_key``, ``modality``, ``tissue``, ``species`` and ``in_all_datasets`` (index
-``dataset:gene``) and whose ``obsm['X_emb']`` holds the (rows, d) float32 embedding; ``uns`` holds the
-method, the seed and what the method records about its run. Later stages add ``obs['module']`` and
-``obsm['X_umap']`` to the same rows.
+``gene``, ``dataset``, ``group`` (the training group: one model per group), ``share_key``, ``modality``,
+``tissue``, ``species`` and ``in_all_datasets`` (within the group; index ``dataset:gene``) and whose
+``obsm['X_emb']`` holds the (rows, d) float32 embedding; ``uns`` holds the method, the seed and what the
+method records about its run. Later stages add ``obs['module']`` and ``obsm['X_umap']`` to the same rows.
 """
 
 from __future__ import annotations
@@ -23,9 +23,10 @@ EMBEDDING_KEY = "X_emb"
 
 
 def embedding_rows(datasets: Sequence[Mapping[str, Any]], genes: Sequence[Sequence[str]],
-                   share_keys: Sequence[str]) -> pd.DataFrame:
+                   share_keys: Sequence[str], group: str = "all") -> pd.DataFrame:
     """The ``obs`` table of an embeddings file: ``datasets`` are the graphs' ``uns['dataset']`` (id, modality,
-    tissue, species), ``genes`` their gene orders and ``share_keys`` one key per dataset."""
+    tissue, species), ``genes`` their gene orders, ``share_keys`` one key per dataset and ``group`` the name of
+    the training group."""
     genes = [np.asarray(g, dtype=str) for g in genes]
     n = [len(g) for g in genes]
     everything = np.concatenate(genes) if genes else np.array([], dtype=str)
@@ -35,11 +36,12 @@ def embedding_rows(datasets: Sequence[Mapping[str, Any]], genes: Sequence[Sequen
         return np.repeat([str(m.get(key, "")) for m in datasets], n)
 
     obs = pd.DataFrame({
-        "gene": everything, "dataset": column("id"), "share_key": np.repeat([str(k) for k in share_keys], n),
+        "gene": everything, "dataset": column("id"), "group": str(group),
+        "share_key": np.repeat([str(k) for k in share_keys], n),
         "modality": column("modality"), "tissue": column("tissue"), "species": column("species"),
         "in_all_datasets": (pd.Series(everything).map(counts) == len(genes)).to_numpy(),
     })
-    for col in ("dataset", "share_key", "modality", "tissue", "species"):
+    for col in ("dataset", "group", "share_key", "modality", "tissue", "species"):
         obs[col] = pd.Categorical(obs[col], categories=list(dict.fromkeys(obs[col])))
     obs.index = (obs["dataset"].astype(str) + ":" + obs["gene"]).to_numpy()
     return obs

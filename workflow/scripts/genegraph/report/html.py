@@ -23,6 +23,9 @@ from genegraph.plots import plt
 
 SECTIONS = ("overview", "datasets", "qc", "graphs", "training", "embeddings", "metrics", "modules", "function")
 METRICS = ("ASW", "AUC", "iLISI", "GC", "CGR", "NO")
+#: Shown after Avg Rank, not part of it (summary column prefix -> header).
+ALIGNMENT_COLUMNS = {"align_MRR": "alignment MRR", "align_top1": "alignment top-1"}
+BUDGET_COLUMNS = {"epochs": "epochs", "n_parameters": "parameters"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:0;color:#1f2328;background:#fff}
@@ -46,9 +49,9 @@ class ReportInputs:
     qc_summary: pd.DataFrame
     qc_figures: Mapping[str, Path]
     graphs_summary: pd.DataFrame
-    losses: Mapping[int, pd.DataFrame]
-    runs: Mapping[int, dict]
-    embedding_rows: ad.AnnData
+    losses: Mapping[str, pd.DataFrame]
+    runs: Mapping[str, dict]
+    embedding_rows: Sequence[ad.AnnData]
     summary: pd.DataFrame
     modules: pd.DataFrame
     function: pd.DataFrame
@@ -119,13 +122,13 @@ def section(sid: str, title: str, caption: str, body: str) -> str:
 # --- figures -------------------------------------------------------------------------------------------
 
 
-def loss_figure(losses: Mapping[int, pd.DataFrame]):
-    """Per-epoch BCE, similarity, InfoNCE and total loss, one line per seed."""
+def loss_figure(losses: Mapping[str, pd.DataFrame]):
+    """Per-epoch BCE, similarity, InfoNCE and total loss, one line per training group and seed."""
     cols = [("bce", "BCE (reconstruction)"), ("sim", "similarity"), ("infonce", "InfoNCE"), ("total", "total")]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
     for ax, (col, title) in zip(axes, cols):
         for seed, table in sorted(losses.items()):
-            ax.plot(table["epoch"], table[col], lw=1.2, label=f"seed {seed}")
+            ax.plot(table["epoch"], table[col], lw=1.2, label=str(seed))
         ax.set_title(title)
         ax.set_xlabel("epoch")
     axes[0].legend(frameon=False)
@@ -133,12 +136,21 @@ def loss_figure(losses: Mapping[int, pd.DataFrame]):
     return fig
 
 
-def umap_figure(rows: ad.AnnData, colour_by: Sequence[str]):
-    """UMAP of the gene embeddings (``obsm['X_umap']`` of the modules file), one panel per obs column in
+def umap_figure(groups: Sequence[ad.AnnData], colour_by: Sequence[str]):
+    """UMAP of the gene embeddings (``obsm['X_umap']`` of each group's modules file): one row of panels per
+    training group (each group has its own model, hence its own space), one panel per obs column in
     ``colour_by``."""
+    fig, grid = plt.subplots(len(groups), len(colour_by), figsize=(5.2 * len(colour_by), 4.6 * len(groups)),
+                             squeeze=False)
+    for rows, axes in zip(groups, grid):
+        _umap_row(rows, colour_by, axes)
+    fig.tight_layout()
+    return fig
+
+
+def _umap_row(rows: ad.AnnData, colour_by: Sequence[str], axes) -> None:
     xy = np.asarray(rows.obsm["X_umap"])
-    fig, axes = plt.subplots(1, len(colour_by), figsize=(5.2 * len(colour_by), 4.6))
-    axes = np.atleast_1d(axes)
+    group = str(rows.obs["group"].iloc[0]) if "group" in rows.obs else "all"
     for ax, col in zip(axes, colour_by):
         values = rows.obs[col].astype(str)
         cats = sorted(pd.unique(values), key=lambda v: (len(v), v))
@@ -146,13 +158,11 @@ def umap_figure(rows: ad.AnnData, colour_by: Sequence[str]):
         for k, cat in enumerate(cats):
             sel = (values == cat).to_numpy()
             ax.scatter(xy[sel, 0], xy[sel, 1], s=3, color=cmap(k), label=cat, rasterized=True)
-        ax.set_title(f"coloured by {col}")
+        ax.set_title(f"{group}: coloured by {col}")
         ax.set_xticks([])
         ax.set_yticks([])
         if len(cats) <= 12:
             ax.legend(markerscale=4, fontsize=7, frameon=False, loc="best")
-    fig.tight_layout()
-    return fig
 
 
 def coverage_figure(graphs: pd.DataFrame):
@@ -177,7 +187,8 @@ def coverage_figure(graphs: pd.DataFrame):
 
 
 def metrics_table(summary: pd.DataFrame) -> str:
-    """Per evaluation group: method x metric "mean ± sd" with Avg Score and Avg Rank; best values marked."""
+    """Per evaluation group: method x metric "mean ± sd" with Avg Score and Avg Rank, then the gene alignment
+    (not aggregated) and each method's budget (epochs, parameters) when the summary has them; best marked."""
     parts = []
     for group, part in summary.groupby("group", sort=False):
         shown = pd.DataFrame({"method": part["method"].to_numpy(), "seeds": part["n_seeds"].to_numpy()})
@@ -190,6 +201,13 @@ def metrics_table(summary: pd.DataFrame) -> str:
         shown["Avg Score"] = part["avg_score"].to_numpy(dtype=float)
         shown["Avg Rank"] = part["avg_rank"].to_numpy(dtype=float)
         best.update({"Avg Score": "max", "Avg Rank": "min"})
+        for column, label in ALIGNMENT_COLUMNS.items():
+            if f"{column}_mean" in part:
+                shown[label] = part[f"{column}_mean"].to_numpy(dtype=float)
+                best[label] = "max"
+        for column, label in BUDGET_COLUMNS.items():
+            if column in part:
+                shown[label] = part[column].to_numpy()
         table = table_html(shown, best)
         parts.append(f"<h3>group: {html.escape(str(group))}</h3>{table}")
     return "".join(parts)
@@ -207,12 +225,12 @@ def build_report(inp: ReportInputs, title: str = "genegraph report",
         ("modalities", ", ".join(sorted(inp.qc_summary["modality"].astype(str).unique()))),
         ("tissues", ", ".join(sorted(inp.qc_summary["tissue"].astype(str).unique()))),
         ("methods", ", ".join(pd.unique(inp.summary["method"]))),
-        ("seeds", ", ".join(map(str, seeds))),
+        ("training runs (group, seed)", "; ".join(map(str, seeds))),
         ("MuSe-GNN epochs", first.get("epochs", "–")),
         ("MuSe-GNN parameters", f"{first['n_parameters']:,}" if "n_parameters" in first else "–"),
         ("training device", first.get("device_name", first.get("device", "–"))),
-        ("training time per seed (s)", ", ".join(f"{inp.runs[s].get('train_time_s', float('nan')):.0f}"
-                                                for s in seeds)),
+        ("training time per run (s)", ", ".join(f"{inp.runs[s].get('train_time_s', float('nan')):.0f}"
+                                               for s in seeds)),
         ("versions", ", ".join(f"{k} {v}" for k, v in first.get("versions", {}).items())),
     ], columns=["item", "value"]).astype(str)
     sections = [
@@ -239,14 +257,16 @@ def build_report(inp: ReportInputs, title: str = "genegraph report",
         section("training", "MuSe-GNN training",
                 "Loss components per epoch: reconstruction BCE on the adjacency, the Jaccard-weighted cosine "
                 "similarity of common genes across graphs, InfoNCE on different genes, and the weighted total.",
-                img(figure_png(loss_figure(inp.losses)), "loss curves", "Training losses per epoch and seed.")
-                + table_html(pd.DataFrame([{"seed": s, **{k: inp.runs[s].get("final_losses", {}).get(k, np.nan)
+                img(figure_png(loss_figure(inp.losses)), "loss curves",
+                    "Training losses per epoch, training group and seed.")
+                + table_html(pd.DataFrame([{"run": s, **{k: inp.runs[s].get("final_losses", {}).get(k, np.nan)
                                                            for k in ("bce", "sim", "infonce", "total")},
                                             "epochs": inp.runs[s].get("epochs", np.nan),
                                             "training time (s)": inp.runs[s].get("train_time_s", np.nan)}
                                            for s in seeds]))),
         section("embeddings", "Gene embeddings",
-                "UMAP of the MuSe-GNN gene embeddings (one point per gene per dataset, first seed), coloured by "
+                "UMAP of the MuSe-GNN gene embeddings of each training group (one point per gene per dataset, first "
+                "seed; each group has its own model, hence its own panel row), coloured by "
                 "dataset, tissue, modality and gene module (Leiden cluster).",
                 img(figure_png(umap_figure(inp.embedding_rows, ["dataset", "tissue", "modality", "module"])),
                     "embedding UMAP", "UMAP of the gene embeddings.")),
@@ -254,7 +274,14 @@ def build_report(inp: ReportInputs, title: str = "genegraph report",
                 "Mean and standard deviation over seeds of the six metrics (higher is better), per evaluation group, "
                 "with Avg Score (each metric min-max scaled across methods, then averaged; a constant metric gives 0) "
                 "and Avg Rank (1 = best). Best values are highlighted. – : not defined for the group (e.g. a group "
-                "with one dataset has no cross-dataset mixing).", metrics_table(inp.summary)),
+                "with one dataset has no cross-dataset mixing). Then, outside Avg Score and Avg Rank, the gene "
+                "alignment: for each gene shared by two datasets, the reciprocal rank of its own row among the other "
+                "dataset's rows by cosine similarity (MRR) and the share ranked first (top-1). None of the six checks "
+                "that a gene lands in the same place in every dataset, so embeddings made per dataset (PCA) can "
+                "score well on them without being comparable across datasets; alignment shows it. Last, each "
+                "method's budget (config baselines.budget): training epochs and trainable parameters of one "
+                "group's model (Gene2vec / GIANT: Word2Vec epochs and vectors; PCA: none).",
+                metrics_table(inp.summary)),
         section("modules", "Gene modules",
                 "Leiden modules of the MuSe-GNN embeddings: size, datasets, and the most over-represented hallmark "
                 "gene sets (hypergeometric test, Benjamini-Hochberg q; background = all genes of the run).",

@@ -35,6 +35,7 @@ from genegraph.config import settings
 from genegraph.errors import DataError
 from genegraph.evaluate.gene_embedding.clustering import ClusteringSettings, knn_graph, leiden_labels, umap_coordinates
 from genegraph.graphs.priors.hallmark import set_membership
+from genegraph.graphs.priors.orthologs import gene_map
 from genegraph.models.embeddings import embedding
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,22 @@ def module_table(emb: ad.AnnData, modules: np.ndarray, enrichment: pd.DataFrame,
     })
     table.index.name = "module"
     return table.reset_index()
+
+
+def ortholog_gene_map(emb: ad.AnnData, taxa: Mapping[str, int], to_taxon: int,
+                      orthologs: pd.DataFrame | None) -> pd.DataFrame | None:
+    """The gene map :func:`hallmark_enrichment` needs when some rows of ``emb`` come from another species than
+    the gene sets (``to_taxon``): each distinct gene through its species' orthologs (``taxa``: species name ->
+    NCBI taxon; ``obs['species']`` names it). None when every row is of the gene sets' species."""
+    species = emb.obs.groupby(emb.obs["gene"].astype(str), observed=True)["species"].first().astype(str)
+    if all(taxa[s] == to_taxon for s in species.unique()):
+        return None
+    background = np.unique(emb.obs["gene"].astype(str).to_numpy())
+    parts = []
+    for name, genes in species.groupby(species):
+        part = gene_map(genes.index.to_numpy(), from_taxon=taxa[name], to_taxon=to_taxon, orthologs=orthologs)
+        parts.append(part.assign(index=np.searchsorted(background, part["gene"].to_numpy())))
+    return pd.concat(parts, ignore_index=True)
 
 
 def module_analysis(emb: ad.AnnData, gene_sets: Mapping[str, Sequence[str]], cfg: ModuleSettings | dict | None = None,

@@ -10,6 +10,10 @@ set to 0 with probability ``mask_frac`` (0.25), drawn afresh at every step.
   logits; loss = BCE against the dense 0/1 adjacency (the authors' sigmoid + BCELoss, computed stably from
   the logits).
 
+The embedding is taken, as in the authors' scripts, from a masked copy of the features (``embed="masked"``,
+one more draw after training); ``embed="unmasked"`` embeds the full features instead (our fix: the encoder
+then sees every entry at inference).
+
 Fixed against the authors' scripts: MAE masked the features in place, so its target was masked too (here
 the mask is applied to a copy); MAE's decoder optimiser was never stepped (here one Adam holds both
 parameter groups, encoder at ``lr_enc`` and decoder at ``lr_dec``, and every step updates both); the mask
@@ -22,13 +26,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genegraph.models.baselines.data import GraphTensors
-from genegraph.models.baselines.training import embed_all, fit, seeded_generator
+from genegraph.models.baselines.training import Trained, embed_all, fit, seeded_generator
 from genegraph.models.musegnn.model import RowMLPDecoder
 
 log = logging.getLogger(__name__)
@@ -66,9 +69,10 @@ class FeatureDecoder(nn.Module):
 
 def _train(graphs: Sequence[GraphTensors], encoder: nn.Module, decoder: nn.Module,
            recon_loss: Callable[[int, Tensor], Tensor], seed: int, epochs: int, lr_enc: float, lr_dec: float,
-           mask_frac: float, name: str) -> tuple[list[np.ndarray], list[float]]:
+           mask_frac: float, name: str, embed: str) -> Trained:
     """One Adam over encoder (``lr_enc``) and decoder (``lr_dec``); each step encodes a fresh masked copy
-    of graph i's features and minimises ``recon_loss(i, z)``."""
+    of graph i's features and minimises ``recon_loss(i, z)``. The embedding encodes a masked copy
+    (``embed="masked"``) or the features themselves (``"unmasked"``)."""
     device = graphs[0].x.device
     encoder.to(device)
     decoder.to(device)
@@ -84,22 +88,27 @@ def _train(graphs: Sequence[GraphTensors], encoder: nn.Module, decoder: nn.Modul
     decoder.train()
     history = fit(step_loss, len(graphs), opt, epochs, name)
     encoder.eval()
-    return embed_all(lambda i: encoder(i, graphs[i].x), len(graphs)), history
+    n_parameters = sum(p.numel() for m in (encoder, decoder) for p in m.parameters())
+    if embed == "masked":
+        z = embed_all(lambda i: encoder(i, masked_copy(graphs[i].x, mask_frac, gen)), len(graphs))
+    else:
+        z = embed_all(lambda i: encoder(i, graphs[i].x), len(graphs))
+    return Trained(z, history, n_parameters)
 
 
 def train_mae(graphs: Sequence[GraphTensors], seed: int, epochs: int, lr_enc: float, lr_dec: float,
-              mask_frac: float = 0.25, dim: int = 32) -> tuple[list[np.ndarray], list[float]]:
-    """Train MAE; returns the per-graph embeddings of the unmasked features and the per-epoch mean loss."""
+              mask_frac: float = 0.25, dim: int = 32, embed: str = "masked") -> Trained:
+    """Train MAE; returns the per-graph embeddings (see ``embed``) and the per-epoch mean loss."""
     torch.manual_seed(seed)
     in_dims = [g.x.shape[1] for g in graphs]
     encoder, decoder = SharedMLPEncoder(in_dims, dim), FeatureDecoder(in_dims, dim)
     return _train(graphs, encoder, decoder, lambda i, z: F.mse_loss(decoder(i, z), graphs[i].x), seed, epochs,
-                  lr_enc, lr_dec, mask_frac, "MAE")
+                  lr_enc, lr_dec, mask_frac, "MAE", embed)
 
 
 def train_wsmae(graphs: Sequence[GraphTensors], seed: int, epochs: int, lr_enc: float, lr_dec: float,
-                mask_frac: float = 0.25, dim: int = 32) -> tuple[list[np.ndarray], list[float]]:
-    """Train WSMAE; returns the per-graph embeddings of the unmasked features and the per-epoch mean loss."""
+                mask_frac: float = 0.25, dim: int = 32, embed: str = "masked") -> Trained:
+    """Train WSMAE; returns the per-graph embeddings (see ``embed``) and the per-epoch mean loss."""
     torch.manual_seed(seed)
     encoder = SharedMLPEncoder([g.x.shape[1] for g in graphs], dim)
     decoder = nn.ModuleList(RowMLPDecoder(g.n_genes) for g in graphs)
@@ -107,4 +116,4 @@ def train_wsmae(graphs: Sequence[GraphTensors], seed: int, epochs: int, lr_enc: 
     def recon(i: int, z: Tensor) -> Tensor:
         return F.binary_cross_entropy_with_logits(decoder[i](z), graphs[i].target)
 
-    return _train(graphs, encoder, decoder, recon, seed, epochs, lr_enc, lr_dec, mask_frac, "WSMAE")
+    return _train(graphs, encoder, decoder, recon, seed, epochs, lr_enc, lr_dec, mask_frac, "WSMAE", embed)

@@ -18,13 +18,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genegraph.models.baselines.data import GraphTensors
-from genegraph.models.baselines.training import embed_all, fit, seeded_generator
+from genegraph.models.baselines.training import Trained, embed_all, fit, seeded_generator
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +78,9 @@ class SharedGCN(nn.Module):
 
 
 def train_gae(graphs: Sequence[GraphTensors], seed: int, epochs: int, lr: float, dim: int = 32,
-              variational: bool = False) -> tuple[list[np.ndarray], list[float]]:
-    """Train GAE (or VGAE) on ``graphs``; returns the per-graph embeddings (μ) and the per-epoch mean loss."""
+              variational: bool = False) -> Trained:
+    """Train GAE (or VGAE) on ``graphs``; returns the per-graph embeddings (μ), the per-epoch mean loss and the
+    parameter count."""
     torch.manual_seed(seed)
     device = graphs[0].x.device
     model = SharedGCN([g.x.shape[1] for g in graphs], dim, variational).to(device)
@@ -98,4 +98,5 @@ def train_gae(graphs: Sequence[GraphTensors], seed: int, epochs: int, lr: float,
     model.train()
     history = fit(step_loss, len(graphs), opt, epochs, "VGAE" if variational else "GAE")
     model.eval()
-    return embed_all(lambda i: model(i, graphs[i])[0], len(graphs)), history
+    n_parameters = sum(p.numel() for p in model.parameters())
+    return Trained(embed_all(lambda i: model(i, graphs[i])[0], len(graphs)), history, n_parameters)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,6 +32,15 @@ def fit(step_loss: Callable[[int], Tensor], n_graphs: int, optimizer: torch.opti
         if epoch == 1 or epoch % every == 0 or epoch == epochs:
             log.info("%s epoch %d/%d: loss %.5f", name, epoch, epochs, history[-1])
     return history
+
+
+class Trained(NamedTuple):
+    """What a trained baseline returns: per graph the (N_i, d) embedding, the per-epoch mean loss, and the
+    number of trained parameters."""
+
+    embeddings: list[np.ndarray]
+    history: list[float]
+    n_parameters: int
 
 
 @torch.no_grad()

@@ -88,6 +88,7 @@ class LossSettings:
     bce_include_diag: bool
     neg_ratio: float
     max_pos: int | None
+    disjoint_pairs: str
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ class TrainSettings:
 
 
 #: Keys of the config section ``train`` that are not :class:`TrainSettings` (the rule passes them apart).
-RUN_KEYS = ("seeds", "device", "threads")
+RUN_KEYS = ("seeds", "device", "threads", "group_by")
 
 
 def train_settings(values: dict[str, Any] | None = None) -> TrainSettings:
@@ -339,12 +340,13 @@ def train_step(state: TrainState, i: int) -> torch.Tensor:
         h = graphs[j]
         zj = model.encode(j, h.x, h.inputs, state.amp)
         p = pair_tensors(state, i, j)
-        sim = similarity_loss(z, zj, p.common_i, p.common_j, p.jaccard, cfg.loss.sim_reduction)
-        ai, pi, aj, pj = sample_contrast(p.index, g.adj, h.adj, cfg.loss.n_diff, cfg.loss.replace,
-                                         cfg.loss.resample_pos, state.rng, g.self_offsets, h.self_offsets)
-        queries = torch.cat([z[_to(ai, dev)], zj[_to(aj, dev)]])
-        keys = torch.cat([z[_to(pi, dev)], zj[_to(pj, dev)]])
-        nce = info_nce(queries, keys, cfg.loss.tau)
+        if p.common_i.numel() or cfg.loss.disjoint_pairs == "contrast":
+            sim = similarity_loss(z, zj, p.common_i, p.common_j, p.jaccard, cfg.loss.sim_reduction)
+            ai, pi, aj, pj = sample_contrast(p.index, g.adj, h.adj, cfg.loss.n_diff, cfg.loss.replace,
+                                             cfg.loss.resample_pos, state.rng, g.self_offsets, h.self_offsets)
+            queries = torch.cat([z[_to(ai, dev)], zj[_to(aj, dev)]])
+            keys = torch.cat([z[_to(pi, dev)], zj[_to(pj, dev)]])
+            nce = info_nce(queries, keys, cfg.loss.tau)
     total = bce + sim + cfg.loss.lambda_c * nce
     total.backward()
     state.optimizer.step()
@@ -416,12 +418,13 @@ def load_checkpoint(path: Path, state: TrainState, fingerprint: str, epochs: int
     return int(ck["epoch"]), [list(r) for r in ck["history"]], float(ck["elapsed"])
 
 
-def musegnn_embeddings(state: TrainState, z: list[np.ndarray]) -> ad.AnnData:
+def musegnn_embeddings(state: TrainState, z: list[np.ndarray], group: str = "all") -> ad.AnnData:
     """The embeddings file (:mod:`genegraph.models.embeddings`) of a trained state; share keys as trained."""
     graphs = state.graphs
     metas = [{"id": g.dataset, "modality": g.modality, "tissue": g.tissue, "species": g.species} for g in graphs]
-    rows = embedding_rows(metas, [g.genes for g in graphs], [g.share_key for g in graphs])
-    uns = {"method": "musegnn", "seed": state.seed, "config": json.dumps(dataclasses.asdict(state.cfg))}
+    rows = embedding_rows(metas, [g.genes for g in graphs], [g.share_key for g in graphs], group)
+    uns = {"method": "musegnn", "seed": state.seed, "config": json.dumps(dataclasses.asdict(state.cfg)),
+           "epochs": int(state.cfg.epochs), "n_parameters": int(sum(p.numel() for p in state.model.parameters()))}
     return embeddings_adata(rows, np.concatenate(z), uns)
 
 
@@ -444,6 +447,7 @@ def _device_name(device: torch.device) -> str:
 def train_musegnn(
     graph_paths: Sequence[str | Path], cfg: TrainSettings | dict | None, out_dir: str | Path, seed: int = 0,
     device: str | torch.device = "auto", checkpoint_dir: str | Path | None = None, threads: int | None = None,
+    group: str = "all",
 ) -> dict[str, Any]:
     """Train MuSe-GNN on ``graph_paths`` (in this order) and write, under ``out_dir``:
     ``embeddings.h5ad`` (see :func:`musegnn_embeddings`), ``losses.tsv`` (epoch, bce, sim, infonce, total,
@@ -453,7 +457,7 @@ def train_musegnn(
     ``cfg.checkpoint_every`` epochs; a later call with the same graphs and config resumes from it and
     ends with the same embeddings as an uninterrupted run. ``cfg``: settings, or a (partial) ``train`` config
     mapping; ``seed`` seeds the model and every draw; ``device``: ``auto`` (CUDA when available), ``cpu`` or
-    ``cuda[:k]``. Returns the output paths and a summary.
+    ``cuda[:k]``; ``group`` names the training group in the embeddings. Returns the output paths and a summary.
     """
     cfg = cfg if isinstance(cfg, TrainSettings) else train_settings(cfg)
     if not graph_paths:
@@ -463,13 +467,13 @@ def train_musegnn(
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _train(list(graph_paths), cfg, seed, Path(out_dir), dev, checkpoint_dir)
+        return _train(list(graph_paths), cfg, seed, Path(out_dir), dev, checkpoint_dir, group)
     finally:
         torch.set_num_threads(previous_threads)
 
 
 def _train(graph_paths: list, cfg: TrainSettings, seed: int, out_dir: Path, dev: torch.device,
-           checkpoint_dir: str | Path | None) -> dict[str, Any]:
+           checkpoint_dir: str | Path | None, group: str) -> dict[str, Any]:
     start_time = time.perf_counter()
     ckpt = Path(checkpoint_dir) / "checkpoint.pt" if checkpoint_dir else out_dir / "checkpoint" / "checkpoint.pt"
     graphs = [load_graph(p, cfg, dev) for p in graph_paths]
@@ -496,7 +500,8 @@ def _train(graph_paths: list, cfg: TrainSettings, seed: int, out_dir: Path, dev:
         if epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs:
             save_checkpoint(ckpt, state, epoch, history, fingerprint, elapsed + time.perf_counter() - t_train)
     train_s = elapsed + time.perf_counter() - t_train
-    run = {"resumed_from_epoch": done, "train_time_s": train_s, "started": start_time, "checkpoint": str(ckpt)}
+    run = {"resumed_from_epoch": done, "train_time_s": train_s, "started": start_time, "checkpoint": str(ckpt),
+           "group": group}
     return write_outputs(state, history, graph_paths, out_dir, run)
 
 
@@ -508,7 +513,7 @@ def write_outputs(state: TrainState, history: list[list[float]], graph_paths: Se
     table = pd.DataFrame(history, columns=["epoch", *LOSS_COLUMNS, "seconds"])
     table["epoch"] = table["epoch"].astype(int)
     write_tsv(table, paths["losses"])
-    write_h5ad(musegnn_embeddings(state, embed(state)), paths["embeddings"])
+    write_h5ad(musegnn_embeddings(state, embed(state), run["group"]), paths["embeddings"])
     final = dict(zip(LOSS_COLUMNS, history[-1][1:5])) if history else {}
     n_params = sum(p.numel() for p in state.model.parameters())
     m = cfg.model
@@ -516,7 +521,8 @@ def write_outputs(state: TrainState, history: list[list[float]], graph_paths: Se
         [g.x.shape[1] for g in graphs], [g.n_genes for g in graphs], len(state.model.keys), m.dim, m.heads,
         m.decoder, m.decoder_hidden, 1 + len(m.edge_types) if m.edge_types else None)
     meta = {
-        "seed": state.seed, "epochs": cfg.epochs, "resumed_from_epoch": run["resumed_from_epoch"],
+        "seed": state.seed, "group": run["group"], "epochs": cfg.epochs,
+        "resumed_from_epoch": run["resumed_from_epoch"],
         "device": str(dev), "device_name": _device_name(dev), "threads": torch.get_num_threads(),
         "versions": _versions(), "host": platform.node(), "pid": os.getpid(),
         "wall_time_s": time.perf_counter() - run["started"], "train_time_s": run["train_time_s"],
