@@ -182,7 +182,7 @@ def test_full_run_trains_musegnn(demo):
     for d, g in graphs.items():
         assert emb.obs.loc[emb.obs["dataset"] == d, "gene"].tolist() == list(g.var_names)
     losses = pd.read_csv(demo / "results" / "musegnn" / "blood" / "seed0" / "losses.tsv", sep="\t")
-    assert {"bce", "sim", "infonce", "total"} <= set(losses.columns) and len(losses) == 100
+    assert {"bce", "sim", "infonce", "total"} <= set(losses.columns) and len(losses) == 60
     assert losses["bce"].iloc[-10:].mean() < losses["bce"].iloc[:10].mean()
     run = json.loads((demo / "results" / "musegnn" / "blood" / "seed0" / "run.json").read_text())
     assert run["seed"] == 0 and run["device"] == "cpu" and run["n_parameters"] == run["n_parameters_formula"]
@@ -270,7 +270,7 @@ def test_killed_training_resumes_from_checkpoint(demo, tmp_path):
         while time.time() < deadline and "checkpoint after epoch 110" not in (log.read_text() if log.exists() else ""):
             assert proc.poll() is None, "snakemake ended before training reached epoch 110"
             time.sleep(1)
-        assert "resuming from" in log.read_text()  # the finished 100-epoch run is continued, not restarted
+        assert "resuming from" in log.read_text()  # the finished 60-epoch run is continued, not restarted
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
