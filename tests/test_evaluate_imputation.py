@@ -5,7 +5,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy.stats import pearsonr
 
@@ -15,7 +14,6 @@ from genegraph.evaluate.imputation import (
     evaluation_settings,
     imputation_scores,
     per_gene_pearson,
-    summarise,
 )
 
 
@@ -56,16 +54,6 @@ def test_per_gene_pearson_against_scipy():
     assert np.isnan(r[4]) and np.isnan(r[5])
     out = imputation_scores(pred, heldout(rows, cols, truth))
     assert out["gene_pearson_median"] == pytest.approx(np.median(r[:4]), rel=1e-5)
-
-
-def test_summarise_mean_and_sd():
-    scores = pd.DataFrame({"seed": [0, 1, 2, 0, 1, 2], "method": ["a"] * 3 + ["b"] * 3,
-                           "rmse": [1.0, 2.0, 3.0, 0.5, 0.5, 0.5], "pearson": [0.1, 0.2, np.nan, 0.3, 0.3, 0.3]})
-    out = summarise(scores).set_index("method")
-    assert list(out.columns) == ["n", "rmse_mean", "rmse_sd", "pearson_mean", "pearson_sd"]
-    assert out.loc["a", "rmse_mean"] == 2.0 and out.loc["a", "rmse_sd"] == pytest.approx(1.0)
-    assert out.loc["b", "rmse_sd"] == 0.0 and out.loc["a", "n"] == 3
-    assert out.loc["a", "pearson_mean"] == pytest.approx(0.15)
 
 
 def test_clustering_check_recovers_groups():

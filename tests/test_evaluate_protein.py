@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -16,7 +15,6 @@ from genegraph.evaluate.protein import (
     per_protein_errors,
     prediction_scores,
     rowwise_pearson,
-    summary,
 )
 
 TRUE = np.array([[1.0, 2.0, 3.0], [2.0, 0.0, 4.0]])
@@ -58,20 +56,6 @@ def test_bad_predictions_raise():
     bad[0, 0] = np.nan
     with pytest.raises(DataError, match="NaN"):
         prediction_scores(TRUE, bad)
-
-
-def test_summary_mean_and_sd_over_seeds():
-    scores = pd.DataFrame({
-        "dataset": ["d"] * 4, "method": ["m", "m", "m", "k"], "seed": [0, 1, 2, 0],
-        "rmse": [1.0, 2.0, 3.0, 5.0],
-    })
-    out = summary(scores).set_index("method")
-    assert out.loc["m", "rmse_mean"] == pytest.approx(2.0)
-    assert out.loc["m", "rmse_sd"] == pytest.approx(1.0)
-    assert out.loc["m", "n_seeds"] == 3
-    assert math.isnan(out.loc["k", "rmse_sd"])
-    with pytest.raises(DataError, match="seed"):
-        summary(scores.drop(columns="seed"))
 
 
 def test_matching_score_is_mean_diagonal():

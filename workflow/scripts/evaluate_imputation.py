@@ -9,8 +9,8 @@ from genegraph.evaluate.imputation import (
     clustering_check,
     evaluation_settings,
     imputation_scores,
-    summarise,
 )
+from genegraph.evaluate.seeds import over_seeds
 from genegraph.io import write_tsv
 from genegraph.logs import rule_context
 from genegraph.models.spaformer import read_heldout
@@ -32,7 +32,7 @@ with rule_context(smk.log[0], threads=smk.threads) as log:
         log.info("%s %s seed %s: %s", dataset, method, seed, {k: round(row[k], 4) for k in METRICS})
     scores = pd.DataFrame(rows)
     metrics = [c for c in scores.columns if c not in ("dataset", "method", "seed", "resolution", "n_clusters")]
-    summary = summarise(scores, ("dataset", "method"), metrics)
+    summary = over_seeds(scores, ("dataset", "method"), metrics)
     write_tsv(scores, smk.output.scores)
     write_tsv(summary, smk.output.summary)
     log.info("imputation summary:\n%s", summary.to_string(index=False))

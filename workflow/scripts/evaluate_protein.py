@@ -5,7 +5,8 @@ the tables of scMoGNN's matching and joint-embedding variants."""
 import anndata as ad
 import pandas as pd
 
-from genegraph.evaluate.protein import per_protein_errors, prediction_scores, summary
+from genegraph.evaluate.protein import per_protein_errors, prediction_scores
+from genegraph.evaluate.seeds import over_seeds
 from genegraph.io import write_tsv
 from genegraph.logs import rule_context
 
@@ -22,7 +23,7 @@ with rule_context(smk.log[0], threads=smk.threads) as log:
         errors = per_protein_errors(pred.layers["truth"], pred.X, pred.var_names)
         proteins.append(errors.assign(dataset=task, method=method, seed=int(seed)))
     scores = pd.DataFrame(rows)
-    table = summary(scores.drop(columns=["n_test", "n_proteins"]))
+    table = over_seeds(scores.drop(columns=["n_test", "n_proteins"]), ("dataset", "method"))
     per_protein = pd.concat(proteins, ignore_index=True)
     per_protein = per_protein.groupby(["dataset", "method", "protein"], sort=False)[["rmse", "mae", "pearson",
                                                                                     "mean_true"]].mean()

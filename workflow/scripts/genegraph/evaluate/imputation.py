@@ -17,7 +17,7 @@ attributes (:class:`genegraph.models.spaformer.holdout.HeldOut`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from ..config import settings
 from ..errors import DataError
 from ..models.spaformer import HeldOut, Imputation, ImputationSettings, impute, prepare
 from .cell_embedding import LeidenSweep, sweep_clustering_scores
+from .seeds import over_seeds
 
 log = logging.getLogger(__name__)
 
@@ -113,20 +114,6 @@ def clustering_check(pred: np.ndarray, labels, sweep: LeidenSweep) -> dict[str, 
     return sweep_clustering_scores(pred, labels, sweep)
 
 
-def summarise(scores: pd.DataFrame, by: Sequence[str] = ("method",), metrics: Sequence[str] | None = None
-              ) -> pd.DataFrame:
-    """One row per group of ``by``: ``<metric>_mean`` and ``<metric>_sd`` (sample sd, ddof 1) of each metric
-    column over the rows (seeds), and ``n`` the number of rows."""
-    metrics = [m for m in (metrics or scores.columns) if m not in by and m != "seed"
-               and pd.api.types.is_numeric_dtype(scores[m])]
-    grouped = scores.groupby(list(by), sort=False)[metrics]
-    mean = grouped.mean().add_suffix("_mean")
-    sd = grouped.std(ddof=1).add_suffix("_sd")
-    out = pd.concat([mean, sd], axis=1)[[f"{m}_{s}" for m in metrics for s in ("mean", "sd")]]
-    out.insert(0, "n", grouped.size())
-    return out.reset_index()
-
-
 @dataclass(frozen=True)
 class BenchmarkRun:
     """One seed of the benchmark: the hold-out, each method's imputation and a score table (one row per
@@ -167,4 +154,4 @@ def benchmark(adata: ad.AnnData, settings: ImputationSettings, evaluation: Imput
             for s in (seeds if seeds is not None else evaluation.seeds)]
     scores = pd.concat(runs, ignore_index=True)
     metrics = [c for c in scores.columns if c not in ("seed", "method", "best_epoch", "resolution")]
-    return scores, summarise(scores, ("method",), metrics)
+    return scores, over_seeds(scores, ("method",), metrics)

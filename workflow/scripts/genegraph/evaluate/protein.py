@@ -82,24 +82,6 @@ def per_protein_errors(y_true, y_pred, proteins: Sequence[str]) -> pd.DataFrame:
     })
 
 
-def summary(scores: pd.DataFrame, keys: Sequence[str] = ("dataset", "method")) -> pd.DataFrame:
-    """Mean and sample sd (ddof 1; NaN with one seed) over seeds of every numeric metric column, per ``keys``.
-
-    ``scores``: one row per dataset × method × seed with columns ``keys``, ``seed`` and metric columns.
-    Output: ``keys``, ``n_seeds``, then ``<metric>_mean`` and ``<metric>_sd`` for each metric."""
-    missing = [k for k in (*keys, "seed") if k not in scores.columns]
-    if missing:
-        raise DataError(f"score table lacks column(s) {', '.join(missing)}")
-    metrics = [c for c in scores.columns
-               if c not in (*keys, "seed") and pd.api.types.is_numeric_dtype(scores[c])]
-    grouped = scores.groupby(list(keys), sort=True, observed=True)
-    out = grouped["seed"].nunique().rename("n_seeds").to_frame()
-    for m in metrics:
-        out[f"{m}_mean"] = grouped[m].mean()
-        out[f"{m}_sd"] = grouped[m].std(ddof=1)
-    return out.reset_index()
-
-
 def matching_score(matrix) -> float:
     """Σ_i S_ii / N of an (N, N) matching score matrix (dense or sparse) with the true pairs on the diagonal."""
     if matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:

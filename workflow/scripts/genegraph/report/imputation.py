@@ -71,7 +71,7 @@ def section(paths: Mapping[str, str | Path]) -> tuple[str, str, str, str]:
     summary = pd.read_csv(paths["summary"], sep="\t")
     mask, imputed = ad.read_h5ad(paths["mask"]), ad.read_h5ad(paths["imputed"])
     scale = float(mask.uns["mask"]["scale"])
-    shown = summary[[c for c in summary.columns if c in ("dataset", "method", "n") or c.endswith(("_mean", "_sd"))
+    shown = summary[[c for c in summary.columns if c in ("dataset", "method", "n_seeds") or c.endswith(("_mean", "_sd"))
                      and not c.startswith(("epochs", "best_epoch", "seconds"))]]
     best = {c: ("min" if c.startswith("rmse") else "max") for c in shown.columns if c.endswith("_mean")}
     dataset = str(mask.uns.get("dataset", {}).get("id", ""))

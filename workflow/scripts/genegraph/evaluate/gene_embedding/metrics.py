@@ -58,6 +58,7 @@ from genegraph.config import settings
 from genegraph.errors import DataError
 from genegraph.evaluate.gene_embedding.clustering import ClusteringSettings, knn_graph, leiden_labels
 from genegraph.evaluate.gene_embedding.lisi import ilisi_graph
+from genegraph.evaluate.seeds import over_seeds
 from genegraph.graphs.io import adjacency as edge_type
 from genegraph.graphs.io import genes as graph_genes
 from genegraph.models.embeddings import embedding
@@ -404,13 +405,8 @@ def summarise(tidy: pd.DataFrame, metrics: Sequence[str] = METRICS,
     shown = [*metrics, *[c for c in beside if c in tidy]]
     parts = []
     for group, part in tidy.groupby("group", sort=False):
-        order = pd.unique(part["method"])
-        grouped = part.groupby("method", sort=False)[shown]
-        means, sds = grouped.mean().reindex(order), grouped.std(ddof=1).reindex(order)
-        out = pd.concat([grouped.size().reindex(order).rename("n_seeds"), means.add_suffix("_mean"),
-                         sds.add_suffix("_sd")], axis=1)
-        out = out[["n_seeds", *[f"{m}_{s}" for m in shown for s in ("mean", "sd")]]]
-        out = out.join(aggregate(means[list(metrics)]))
-        parts.append(out.rename_axis("method").reset_index().assign(group=group))
+        out = over_seeds(part, ("method",), shown).set_index("method")
+        means = out[[f"{m}_mean" for m in metrics]].rename(columns=lambda c: c.removesuffix("_mean"))
+        parts.append(out.join(aggregate(means)).reset_index().assign(group=group))
     table = pd.concat(parts, ignore_index=True)
     return table[["group", *table.columns.drop("group")]]
