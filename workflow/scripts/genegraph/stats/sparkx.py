@@ -43,23 +43,26 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numba
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from genegraph.data.counts import INTEGER_TOLERANCE
 from genegraph.errors import DataError
+from genegraph.io import atomic_path
 from genegraph.stats import davies as _davies
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "KERNELS", "sparkx", "sparkx_adata", "read_h5ad_counts", "rank_spatial_genes", "ranked_table", "acat",
-    "p_adjust_by",
+    "KERNELS", "sparkx", "sparkx_columns", "sparkx_adata", "read_h5ad_counts", "rank_spatial_genes", "ranked_table",
+    "write_ranked", "acat", "p_adjust_by",
 ]
 
 #: Kernel names in SPARK-X's order (the order of the ``stat_*`` and ``pval_*`` columns).
@@ -501,14 +504,13 @@ def p_adjust_by(p: np.ndarray) -> np.ndarray:
 # public API
 
 
-def _gene_index(genes: Sequence[Any] | None, n_genes: int) -> pd.Index:
+def _gene_names(genes: Sequence[Any] | None, n_genes: int) -> list[Any]:
     if genes is None:
-        return pd.RangeIndex(n_genes)
+        return list(range(n_genes))
     names = list(genes)
     if len(names) != n_genes:
         raise DataError(f"{len(names)} gene names given for {n_genes} genes (columns of counts)")
-    fixed = ["NAgene" if (pd.api.types.is_scalar(x) and pd.isna(x)) else x for x in names]
-    return pd.Index(fixed, dtype=object)
+    return ["NAgene" if x is None or (isinstance(x, float) and math.isnan(x)) else x for x in names]
 
 
 def sparkx(counts: Any, coords: Any, genes: Sequence[Any] | None = None) -> pd.DataFrame:
@@ -524,9 +526,21 @@ def sparkx(counts: Any, coords: Any, genes: Sequence[Any] | None = None) -> pd.D
     (None/NaN) become "NAgene", as in R. ``attrs`` holds ``n_spots`` (spots used), ``n_spots_dropped``,
     ``n_genes_dropped`` and ``bandwidths`` (the l_k of each axis).
     """
+    import pandas as pd
+
+    names, cols, attrs = sparkx_columns(counts, coords, genes)
+    out = pd.DataFrame(cols, index=pd.Index(names, dtype=None if genes is None else object))
+    out.attrs.update(attrs)
+    return out
+
+
+def sparkx_columns(counts: Any, coords: Any, genes: Sequence[Any] | None = None
+                   ) -> tuple[list[Any], dict[str, np.ndarray], dict[str, Any]]:
+    """:func:`sparkx` without pandas (a short pipeline job skips its import): the tested genes' names, the
+    result's columns in order (each an array over those genes) and its ``attrs``."""
     m = _as_counts(counts)
     n_all, n_genes = m.shape
-    index = _gene_index(genes, n_genes)
+    index = _gene_names(genes, n_genes)
     xy_all = _as_coords(coords, n_all)
 
     x = type(m)((m.data.astype(np.float64), m.indices, m.indptr), shape=m.shape)
@@ -557,7 +571,7 @@ def sparkx(counts: Any, coords: Any, genes: Sequence[Any] | None = None) -> pd.D
     del x, zall
     keep = s1 != 0
     e, s1, s2 = e[keep], s1[keep], s2[keep]
-    index = index[keep]
+    index = [index[i] for i in np.flatnonzero(keep)]
     g = int(keep.sum())
     if g == 0:
         raise DataError("all genes have zero counts")
@@ -578,21 +592,16 @@ def sparkx(counts: Any, coords: Any, genes: Sequence[Any] | None = None) -> pd.D
         cols[f"stat_{name}"] = stats[:, k]
     for k, name in enumerate(KERNELS):
         cols[f"pval_{name}"] = pvals[:, k]
-    out = pd.DataFrame(cols, index=index)
-    out.attrs.update(
-        n_spots=n,
-        n_spots_dropped=int(n_all - n),
-        n_genes_dropped=int(n_genes - g),
-        bandwidths={f"axis{a}": bw[:, a].tolist() for a in range(d)},
-    )
+    attrs = {"n_spots": n, "n_spots_dropped": int(n_all - n), "n_genes_dropped": int(n_genes - g),
+             "bandwidths": {f"axis{a}": bw[:, a].tolist() for a in range(d)}}
     log.info(
         "SPARK-X: %d genes tested on %d spots (%d all-zero spots and %d all-zero genes dropped); %d with BY < 0.05",
         g, n, n_all - n, n_genes - g, int((adjusted < 0.05).sum()),
     )
-    return out
+    return index, cols, attrs
 
 
-def _check_pvalues(pvals: np.ndarray, index: pd.Index) -> None:
+def _check_pvalues(pvals: np.ndarray, index: Sequence[Any]) -> None:
     """The conditions under which R's ACAT stops, reported with gene names."""
 
     def names(mask: np.ndarray) -> str:
@@ -633,7 +642,7 @@ def _pick(x: Any, layers: Any, obsm: Any, spatial_key: str, layer: str | None) -
 def _adata_parts(adata: Any, spatial_key: str, layer: str | None) -> tuple[Any, Any, list[str]]:
     """Counts, coordinates and gene names of an AnnData, as :func:`sparkx` takes them."""
     x, coords = _pick(adata.X, adata.layers, adata.obsm, spatial_key, layer)
-    if isinstance(coords, pd.DataFrame):
+    if hasattr(coords, "to_numpy"):  # a data frame
         coords = coords.to_numpy()
     return x, coords, list(adata.var_names)
 
@@ -692,12 +701,17 @@ def read_h5ad_counts(path: Any, spatial_key: str = "spatial", layer: str | None 
     return parts[0], parts[1], parts[2].tolist()
 
 
+def _ranking(adjusted: np.ndarray, combined: np.ndarray) -> np.ndarray:
+    """Positions, most spatially variable first: by adjusted p, ties by combined p, then by position."""
+    return np.lexsort((np.arange(len(adjusted)), combined, adjusted))
+
+
 def rank_spatial_genes(result: pd.DataFrame, n: int | None = None) -> list[str]:
     """Gene names of a :func:`sparkx` result, most spatially variable first: by ``adjusted_pval``, ties broken
     by ``combined_pval``, then by the result's order; the first ``n`` (all if None)."""
     if n is not None and n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
-    order = np.lexsort((np.arange(len(result)), result["combined_pval"].to_numpy(), result["adjusted_pval"].to_numpy()))
+    order = _ranking(result["adjusted_pval"].to_numpy(), result["combined_pval"].to_numpy())
     if n is not None:
         order = order[:n]
     return [str(result.index[i]) for i in order]
@@ -709,3 +723,20 @@ def ranked_table(result: pd.DataFrame) -> pd.DataFrame:
     table = result.loc[rank_spatial_genes(result)].rename_axis("gene").reset_index()
     table.insert(1, "rank", range(1, len(table) + 1))
     return table
+
+
+def write_ranked(names: Sequence[Any], cols: Mapping[str, np.ndarray], path: Any) -> None:
+    """:func:`ranked_table` of :func:`sparkx_columns`' output written as a TSV (atomically), without pandas: the
+    same text as pandas writes (shortest round-trip float repr, an empty field for NaN)."""
+    order = _ranking(cols["adjusted_pval"], cols["combined_pval"])
+    text = []
+    for values in cols.values():
+        v = np.asarray(values, dtype=np.float64)[order]
+        t = v.astype(str)
+        t[np.isnan(v)] = ""
+        text.append(t)
+    header = "\t".join(["gene", "rank", *cols])
+    rows = ("\t".join(row) for row in zip((str(names[i]) for i in order), map(str, range(1, len(order) + 1)),
+                                           *text))
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join([header, *rows]) + "\n")
