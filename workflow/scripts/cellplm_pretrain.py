@@ -9,17 +9,16 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import anndata as ad  # noqa: E402
-import torch  # noqa: E402
 
-from genegraph.device import resolve_device  # noqa: E402
+from genegraph.device import resolve_device, torch_job  # noqa: E402
 from genegraph.io import write_json, write_tsv  # noqa: E402
 from genegraph.logs import rule_context  # noqa: E402
 from genegraph.models.cellplm import build_vocabulary, cellplm_settings, parameter_count, pretrain, save_model  # noqa: E402
 from genegraph.models.cellplm.vocab import uppercase_genes  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
+torch_job(smk.threads)  # before any torch operation: its worker threads inherit the flush
 with rule_context(smk.log[0], threads=smk.threads) as log:
-    torch.set_num_threads(smk.threads)
     s = cellplm_settings(smk.params.cfg)
     data = {d: uppercase_genes(ad.read_h5ad(p)) for d, p in zip(smk.params.datasets, smk.input.adata, strict=True)}
     names = [ad.read_h5ad(p, backed="r").var_names for p in smk.input.heldout]

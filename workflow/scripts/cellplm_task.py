@@ -8,9 +8,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import anndata as ad  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 
-from genegraph.device import resolve_device  # noqa: E402
+from genegraph.device import resolve_device, torch_job  # noqa: E402
 from genegraph.evaluate import cellplm_tasks as tasks  # noqa: E402
 from genegraph.io import write_h5ad, write_tsv  # noqa: E402
 from genegraph.logs import rule_context  # noqa: E402
@@ -19,9 +18,9 @@ from genegraph.models.cellplm.vocab import uppercase_genes  # noqa: E402
 from genegraph.models.spaformer import imputation_settings  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
+torch_job(smk.threads)  # before any torch operation: its worker threads inherit the flush
 wc = smk.wildcards
 with rule_context(smk.log[0], wc.dataset, threads=smk.threads) as log:
-    torch.set_num_threads(smk.threads)
     seed, task = int(wc.seed), smk.params.task
     s = cellplm_settings(smk.params.cfg)
     device = resolve_device(smk.params.device)

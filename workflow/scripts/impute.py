@@ -11,15 +11,15 @@ import anndata as ad  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from genegraph.device import resolve_device  # noqa: E402
+from genegraph.device import resolve_device, torch_job  # noqa: E402
 from genegraph.io import atomic_path, write_h5ad, write_json, write_tsv  # noqa: E402
 from genegraph.logs import rule_context  # noqa: E402
 from genegraph.models.spaformer import imputation_settings, impute, spatial_input  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
+torch_job(smk.threads)  # before any torch operation: its worker threads inherit the flush
 wc = smk.wildcards
 with rule_context(smk.log[0], wc.dataset, threads=smk.threads) as log:
-    torch.set_num_threads(smk.threads)
     s = imputation_settings(smk.params.cfg)
     mask = ad.read_h5ad(smk.input[0])
     inp = spatial_input(mask, mask.X, s.normalise.scale, s.spatial)

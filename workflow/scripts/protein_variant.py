@@ -4,9 +4,8 @@ seed, with the task's recorded split; one row of scores (results/protein/<task>/
 import anndata as ad
 import numpy as np
 import pandas as pd
-import torch
 
-from genegraph.device import resolve_device
+from genegraph.device import resolve_device, torch_job
 from genegraph.evaluate.protein import joint_embedding_scores, matching_score
 from genegraph.io import write_tsv
 from genegraph.logs import rule_context
@@ -14,9 +13,9 @@ from genegraph.models.protein_task import load_settings, pipeline_task, rna_coun
 from genegraph.models.scmognn import JointEmbeddingSettings, MatchingSettings, train_embed, train_match
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
+torch_job(smk.threads)  # before any torch operation: its worker threads inherit the flush
 wc = smk.wildcards
 with rule_context(smk.log[0], wc.task, threads=smk.threads) as log:
-    torch.set_num_threads(smk.threads)
     seed, cfg = int(wc.seed), smk.params.cfg
     adata = ad.read_h5ad(smk.input.adata)
     table = pd.read_csv(smk.input.split, sep="\t", index_col="cell", dtype={"cell": str})

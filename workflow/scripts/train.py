@@ -11,10 +11,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # busy-waiting OpenMP threa
 
 from pathlib import Path  # noqa: E402
 
+from genegraph.device import torch_job  # noqa: E402
 from genegraph.logs import rule_context  # noqa: E402
 from genegraph.models.musegnn.train import train_musegnn, train_settings  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
+torch_job(smk.threads)  # before any torch operation: its worker threads inherit the flush
 with rule_context(smk.log[0], threads=smk.threads):
     out_dir = Path(smk.output.embeddings).parent
     train_musegnn(list(smk.input.graphs), train_settings(smk.params.cfg), out_dir, seed=int(smk.wildcards.seed),

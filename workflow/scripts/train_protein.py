@@ -10,7 +10,7 @@ import anndata as ad  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-from genegraph.device import resolve_device  # noqa: E402
+from genegraph.device import resolve_device, torch_job  # noqa: E402
 from genegraph.graphs.priors.hallmark import read_gmt  # noqa: E402
 from genegraph.io import atomic_path, write_h5ad, write_json, write_tsv  # noqa: E402
 from genegraph.logs import rule_context  # noqa: E402
@@ -18,9 +18,9 @@ from genegraph.models.protein_methods import predict  # noqa: E402
 from genegraph.models.protein_task import pipeline_task, predictions_anndata, with_split  # noqa: E402
 
 smk = snakemake  # noqa: F821 (injected by Snakemake)
+torch_job(smk.threads)  # before any torch operation: its worker threads inherit the flush
 wc = smk.wildcards
 with rule_context(smk.log[0], wc.task, threads=smk.threads) as log:
-    torch.set_num_threads(smk.threads)
     seed = int(wc.seed)
     adatas = [ad.read_h5ad(p) for p in smk.input.adata]
     table = pd.read_csv(smk.input.split, sep="\t", index_col="cell", dtype={"cell": str})
