@@ -28,6 +28,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
+from genegraph.device import torch_job  # noqa: E402
 from genegraph.models.cellplm.model import build_model, parameter_count  # noqa: E402
 from genegraph.models.cellplm.pretrain import masked_loss  # noqa: E402
 from genegraph.models.cellplm.sentences import Covariates, dataset_sentences, sentence_input  # noqa: E402
@@ -89,7 +90,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    torch_job(args.threads)  # as the pipeline's training jobs: threads, denormals flushed
     device = torch.device(args.device)
     z = sizes(args.scale)
     vocab = GeneVocabulary(tuple(f"G{j}" for j in range(z["vocab"])))

@@ -23,6 +23,7 @@ import scipy.sparse as sp
 import torch
 from threadpoolctl import threadpool_limits
 
+from genegraph.device import torch_job
 from genegraph.models.protein_task import ProteinTask
 from genegraph.models.scmoformer import load_settings, prepare_graph, train_scmoformer
 from genegraph.models.scmoformer.encodings import gene_features
@@ -109,7 +110,7 @@ def main() -> None:
     parser.add_argument("--dense-mb", type=float, default=400.0, help="size cap of the dense gene-init baseline")
     parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    torch_job(args.threads)  # as the pipeline's training jobs: threads, denormals flushed
     threadpool_limits(args.threads)
     device = torch.device(args.device)
     rng = np.random.default_rng(0)

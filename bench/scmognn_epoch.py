@@ -33,6 +33,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from genegraph.device import torch_job
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))  # the library, also when it is not installed
 
@@ -96,7 +98,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    torch_job(args.threads)  # as the pipeline's training jobs: threads, denormals flushed
     device = torch.device(args.device)
 
     t0 = time.perf_counter()

@@ -34,6 +34,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from genegraph.device import torch_job
+
 try:
     from genegraph.models.spaformer import imputation_settings, spatial_input
     from genegraph.models.spaformer.train import fit
@@ -111,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="skip softmax when 2 layers x heads x n^2 float32 scores (+ grads) exceed this")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    torch_job(args.threads)  # as the pipeline's training jobs: threads, denormals flushed
     device = torch.device(args.device)
     t0 = time.perf_counter()
     adata = synthetic_panel(args.scale, args.section_cells, args.genes)

@@ -35,14 +35,15 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
+from genegraph.device import resolve_device, torch_job  # noqa: E402
 from genegraph.models.musegnn.model import musegnn_parameter_count  # noqa: E402
 from genegraph.models.musegnn.train import (  # noqa: E402
-    TrainConfig,
+    TrainSettings,
     init_state,
     make_graph,
     pair_tensors,
-    resolve_device,
     run_epoch,
+    train_settings,
     train_step,
 )
 
@@ -54,7 +55,7 @@ PAPER_S_PER_EPOCH = 3.64
 GOAL_S_PER_EPOCH = 0.36
 
 
-def synthetic_panel(scale: float, n_genes: int, cfg: TrainConfig, device: torch.device, seed: int = 0):
+def synthetic_panel(scale: float, n_genes: int, cfg: TrainSettings, device: torch.device, seed: int = 0):
     """The 15 graphs on ``device``: (N, C) standard-normal features, symmetric adjacency with self-loops."""
     rng = np.random.default_rng(seed)
     pool = np.array([f"G{k}" for k in range(3 * n_genes)])
@@ -96,13 +97,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     device = resolve_device(args.device)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch_job(args.threads or torch.get_num_threads())  # as the pipeline's training jobs (denormals flushed)
     amp = args.amp or ("bf16" if device.type == "cuda" else "off")
-    cfg = TrainConfig.from_dict({"amp": amp, "model": {"attn_impl": args.attn_impl}})
+    cfg = train_settings({"amp": amp, "model": {"attn_impl": args.attn_impl, "edge_types": []}})
     t0 = time.perf_counter()
     graphs = synthetic_panel(args.scale, args.genes, cfg, device)
-    state = init_state(graphs, cfg, device)
+    state = init_state(graphs, cfg, 0, device)
     for i in range(len(graphs)):
         for j in range(len(graphs)):
             if i != j:
