@@ -26,6 +26,7 @@ from genegraph.data.cell_filter import select_cells
 from genegraph.data.checks import record
 from genegraph.data.counts import to_integer_csr, validate_counts
 from genegraph.data.genes import normalise_genes
+from genegraph.data.readers import read_r_cell_table
 from genegraph.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,13 @@ MODALITIES = ("scrna", "spatial", "cite", "atac_gene_activity")
 
 
 def read_metadata(path: Path) -> pd.DataFrame:
-    """A per-cell table (csv or tsv, optionally gzipped) whose first column is the cell id."""
-    sep = "\t" if ".tsv" in path.name or ".txt" in path.name else ","
-    table = pd.read_csv(path, sep=sep, index_col=0, dtype=str, keep_default_na=False)
+    """A per-cell table whose first column (or row names) is the cell id: csv or tsv, optionally gzipped, or an R
+    data file (.rda/.RData/.rds: a data frame, or named vectors and factors such as a cell-type annotation)."""
+    if path.suffix.lower() in (".rda", ".rdata", ".rds"):
+        table = read_r_cell_table(path)
+    else:
+        sep = "\t" if ".tsv" in path.name or ".txt" in path.name else ","
+        table = pd.read_csv(path, sep=sep, index_col=0, dtype=str, keep_default_na=False)
     table.index = table.index.astype(str)
     if table.index.duplicated().any():
         raise DataError(f"metadata {path.name} lists cell '{table.index[table.index.duplicated()][0]}' twice")

@@ -350,6 +350,52 @@ def _r_objects(path: Path) -> dict:
     return converted if isinstance(converted, dict) else {path.stem: converted}
 
 
+def _pairlist(node):
+    """(tag, value) of each element of a parsed R pairlist (a .rda file's top level, an attribute list)."""
+    import rdata
+
+    while node is not None and node.info.type == rdata.parser.RObjectType.LIST:
+        car, cdr = node.value
+        yield (node.tag.value.value.decode() if node.tag is not None else None), car
+        node = cdr
+
+
+def _named_character_vectors(path: Path) -> dict[str, pd.Series]:
+    """The top-level character vectors of a .rda file that carry R names, as Series indexed by those names (rdata
+    converts a character vector to a plain array and drops its names)."""
+    import rdata
+
+    STR = rdata.parser.RObjectType.STR
+    out = {}
+    for name, obj in _pairlist(rdata.parser.parse_file(path).object):
+        if name is None or obj.info.type != STR or not obj.info.attributes:
+            continue
+        names = dict(_pairlist(obj.attributes)).get("names")
+        if names is not None and names.info.type == STR:
+            text = [None if c.value is None else c.value.decode() for c in obj.value]
+            out[name] = pd.Series(text, index=[c.value.decode() for c in names.value], dtype=object)
+    return out
+
+
+def read_r_cell_table(path: Path) -> pd.DataFrame:
+    """A per-cell table from an R data file: its data frame (row names = cell ids), or its named vectors and
+    factors (names = cell ids), one column each, named after the object. Values as text, missing as ''."""
+    objects = _r_objects(path)
+    frames = [v for v in objects.values() if isinstance(v, pd.DataFrame)]
+    named = {k: v for k, v in objects.items() if isinstance(v, pd.Series)}
+    if path.suffix.lower() in (".rda", ".rdata"):
+        named.update(_named_character_vectors(path))
+    if len(frames) == 1 and not named:
+        table = frames[0]
+    elif named and not frames:
+        table = pd.concat({k: v.set_axis(v.index.astype(str)) for k, v in named.items()}, axis=1)
+    else:
+        raise DataError(f"R file {path.name} holds {len(frames)} data frames and {len(named)} named vectors "
+                        "(objects: " + ", ".join(objects) + "); a cell table is one data frame or named vectors")
+    table.index = table.index.astype(str)
+    return table.astype(object).where(table.notna(), "").astype(str)
+
+
 def _attach_named_vectors(adata: ad.AnnData, siblings: dict, skip: set[str]) -> None:
     """Add each named factor among ``siblings`` (the R list holding the counts) whose names are cell ids as a
     cell annotation of that name, aligned by cell id; a cell it does not name gets a missing value."""
