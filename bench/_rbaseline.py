@@ -123,3 +123,14 @@ def run_r(script: str, args: Sequence[str]) -> tuple[ProcessRun, float]:
         sys.stderr.write(run.stderr[-3000:])
         raise RuntimeError(f"R driver failed (exit {run.returncode})")
     return run, float(lines[-1].split()[1])
+
+
+def print_report(title: str, rows: Sequence[dict], r_reason: str | None, report, load0: float, load1: float) -> None:
+    """The results block both benches print: a title line with the machine's load, where the R figures come from,
+    then ``report(row, r_reason)`` (a list of lines) for each shape."""
+    print(f"{title}; {os.cpu_count()} CPUs; load average {load0:.1f} at start, {load1:.1f} at end")
+    print(f"R: {'run in this benchmark' if r_reason is None else r_reason + ' (recorded figures used, labelled)'}")
+    for row in rows:
+        print()
+        print("\n".join(report(row, r_reason)))
+    print()

@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _rbaseline import CSCORE_R, Recorded, r_missing, reference, run_process, run_r
+from _rbaseline import CSCORE_R, Recorded, print_report, r_missing, reference, run_process, run_r
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
@@ -270,15 +270,8 @@ def main() -> None:
             print(f"  done {shape}: best {min(row['times']):.3f} s", file=sys.stderr)
     load1 = os.getloadavg()
 
-    print(
-        f"CS-CORE: genegraph (torch) vs the original R CS-CORE, the upstream Python port and one GEMM; "
-        f"{os.cpu_count()} CPUs; load average {load0[0]:.1f} at start, {load1[0]:.1f} at end"
-    )
-    print(f"R: {'run in this benchmark' if r_reason is None else r_reason + ' (recorded figures used, labelled)'}")
-    for row in rows:
-        print()
-        print("\n".join(report(row, r_reason)))
-    print()
+    print_report("CS-CORE: genegraph (torch) vs the original R CS-CORE, the upstream Python port and one GEMM", rows,
+                 r_reason, report, load0[0], load1[0])
     print("Ratios use the best of the timed runs (one untimed warm-up call on a tiny input first); vs R and the port:")
     print("their seconds / ours. CPU: the process CPU time (all threads) of that run: on a busy machine the work apart")
     print("from waiting for a core. One GEMM: fastest of 5 dense X^T X of the same matrix in the same process.")

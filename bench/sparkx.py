@@ -35,7 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _rbaseline import SPARKX_R, Recorded, r_missing, reference, run_process, run_r
+from _rbaseline import SPARKX_R, Recorded, print_report, r_missing, reference, run_process, run_r
 
 #: (spots, genes) -> recorded R figures: in-process call, whole process, peak RSS.
 R_IN_PROCESS = {
@@ -328,15 +328,8 @@ def main() -> None:
             print(f"  done {shape}", file=sys.stderr)
     load1 = os.getloadavg()
 
-    print(
-        f"SPARK-X (option 'mixture', 11 kernels): genegraph vs R SPARK 1.1.1; {os.cpu_count()} CPUs, numba threads "
-        f"{rows[0]['in_process']['threads']}; load average {load0[0]:.1f} at start, {load1[0]:.1f} at end"
-    )
-    print(f"R: {'run in this benchmark' if r_reason is None else r_reason + ' (recorded figures used, labelled)'}")
-    for row in rows:
-        print()
-        print("\n".join(report(row, r_reason)))
-    print()
+    print_report(f"SPARK-X (option 'mixture', 11 kernels): genegraph vs R SPARK 1.1.1; numba threads "
+                 f"{rows[0]['in_process']['threads']}", rows, r_reason, report, load0[0], load1[0])
     print(
         "in-process: fastest of --repeat calls in a warm process; one pass: fastest of 5 sparse mat-vecs "
         "counts.T @ ones.\nwhole process: fresh python3 running workflow/scripts/spatial_genes.py (import, read "
