@@ -339,17 +339,6 @@ def _named_factor(obj, attrs):
     return pd.Series(values, index=pd.Index(np.asarray(names, dtype=str))) if names is not None else values
 
 
-def _r_objects(path: Path) -> dict:
-    import rdata
-
-    constructors = {**rdata.conversion.DEFAULT_CLASS_MAP, "factor": _named_factor}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # rdata warns about classes it returns unconverted (dgCMatrix)
-        parsed = rdata.parser.parse_file(path)
-        converted = rdata.conversion.convert(parsed, constructors, default_encoding="utf8")
-    return converted if isinstance(converted, dict) else {path.stem: converted}
-
-
 def _pairlist(node):
     """(tag, value) of each element of a parsed R pairlist (a .rda file's top level, an attribute list)."""
     import rdata
@@ -360,14 +349,14 @@ def _pairlist(node):
         node = cdr
 
 
-def _named_character_vectors(path: Path) -> dict[str, pd.Series]:
-    """The top-level character vectors of a .rda file that carry R names, as Series indexed by those names (rdata
-    converts a character vector to a plain array and drops its names)."""
+def _named_character_vectors(top) -> dict[str, pd.Series]:
+    """The top-level character vectors of a parsed .rda file that carry R names, as Series indexed by those names
+    (rdata converts a character vector to a plain array and drops its names)."""
     import rdata
 
     STR = rdata.parser.RObjectType.STR
     out = {}
-    for name, obj in _pairlist(rdata.parser.parse_file(path).object):
+    for name, obj in _pairlist(top):
         if name is None or obj.info.type != STR or not obj.info.attributes:
             continue
         names = dict(_pairlist(obj.attributes)).get("names")
@@ -377,14 +366,29 @@ def _named_character_vectors(path: Path) -> dict[str, pd.Series]:
     return out
 
 
+def _r_objects(path: Path) -> dict:
+    """The objects of an R data file by name; vectors and factors that carry R names as Series."""
+    import rdata
+
+    constructors = {**rdata.conversion.DEFAULT_CLASS_MAP, "factor": _named_factor}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rdata warns about classes it returns unconverted (dgCMatrix)
+        parsed = rdata.parser.parse_file(path)
+        converted = rdata.conversion.convert(parsed, constructors, default_encoding="utf8")
+    if not isinstance(converted, dict):
+        return {path.stem: converted}
+    for name, series in _named_character_vectors(parsed.object).items():
+        if isinstance(converted.get(name), np.ndarray):
+            converted[name] = series
+    return converted
+
+
 def read_r_cell_table(path: Path) -> pd.DataFrame:
     """A per-cell table from an R data file: its data frame (row names = cell ids), or its named vectors and
     factors (names = cell ids), one column each, named after the object. Values as text, missing as ''."""
     objects = _r_objects(path)
     frames = [v for v in objects.values() if isinstance(v, pd.DataFrame)]
     named = {k: v for k, v in objects.items() if isinstance(v, pd.Series)}
-    if path.suffix.lower() in (".rda", ".rdata"):
-        named.update(_named_character_vectors(path))
     if len(frames) == 1 and not named:
         table = frames[0]
     elif named and not frames:
