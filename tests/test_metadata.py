@@ -26,6 +26,13 @@ def test_r_file_with_two_data_frames_is_refused(tmp_path):
         read_metadata(path)
 
 
+def test_a_file_that_is_not_r_data_is_a_clear_error(tmp_path):
+    path = tmp_path / "annot.rda"
+    path.write_text("cell,type\nc1,T\n")
+    with pytest.raises(DataError, match="annot.rda is not an R data file"):
+        read_metadata(path)
+
+
 def test_csv_metadata_unchanged(tmp_path):
     path = tmp_path / "meta.csv.gz"
     pd.DataFrame({"cell": ["c1", "c2"], "line": ["H1975", ""]}).to_csv(path, index=False)

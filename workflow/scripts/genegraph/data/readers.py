@@ -373,8 +373,11 @@ def _r_objects(path: Path) -> dict:
     constructors = {**rdata.conversion.DEFAULT_CLASS_MAP, "factor": _named_factor}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # rdata warns about classes it returns unconverted (dgCMatrix)
-        parsed = rdata.parser.parse_file(path)
-        converted = rdata.conversion.convert(parsed, constructors, default_encoding="utf8")
+        try:
+            parsed = rdata.parser.parse_file(path)
+            converted = rdata.conversion.convert(parsed, constructors, default_encoding="utf8")
+        except (NotImplementedError, ValueError, EOFError, OSError) as err:
+            raise DataError(f"{path.name} is not an R data file that can be read ({err})") from err
     if not isinstance(converted, dict):
         return {path.stem: converted}
     for name, series in _named_character_vectors(parsed.object).items():
